@@ -1,0 +1,13 @@
+"""The growable network: layers, connections, activations, unit modulators, spec, counts, export."""
+
+from .activations import make_activation, register_activation
+from .export import ExportedGraph
+from .modulators import GateModulator, UnitModulator, register_modulator
+from .network import GrowableNet
+from .parts import Connection, Layer
+from .spec import register_front
+
+__all__ = [
+    "GrowableNet", "Layer", "Connection", "UnitModulator", "GateModulator", "ExportedGraph",
+    "make_activation", "register_activation", "register_modulator", "register_front",
+]

@@ -1,0 +1,200 @@
+"""``GrowableNet``: a directed acyclic graph of layers joined by connections.
+
+Forward runs the layers in topological order; a layer's pre-activation is its bias plus the sum of
+its incoming connections' contributions. There is no Python work per unit or edge: each connection
+is one ``F.linear``. The structure is edited only through ``selfexpand.ops``, which call
+:meth:`GrowableNet.invalidate` so that the cached forward plan is rebuilt.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .parts import Connection, Layer
+
+__all__ = ["GrowableNet"]
+
+
+class GrowableNet(nn.Module):
+    """A growable network; an ordinary ``nn.Module`` (``.to``, ``state_dict``, ``no_grad``).
+
+    Args:
+        input_size: number of units of the input layer (the front's output size when there is one).
+        output_size: number of output units (logits or regression targets).
+        front: optional fixed-architecture module whose output (flattened) is the input layer.
+        front_spec: plain JSON naming the front (see ``graph.spec.register_front``), for checkpoints.
+    """
+
+    def __init__(self, input_size: int, output_size: int, *, front: nn.Module | None = None,
+                 front_spec: dict | None = None):
+        super().__init__()
+        for name, value in (("input_size", input_size), ("output_size", output_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
+        self.front = front
+        self.front_spec = front_spec
+        self.layers = nn.ModuleDict()
+        self.connections = nn.ModuleDict()
+        self.input_name, self.output_name = "input", "output"
+        self.layers["input"] = Layer(input_size, bias=False)
+        self.layers["output"] = Layer(output_size, "identity")
+        self.order: list[str] = ["input", "output"]
+        self.next_id = 1
+        self._plan: list | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def mlp(cls, widths: Sequence[int], activation: str = "relu", *, seed: int | None = None,
+            front: nn.Module | None = None, front_spec: dict | None = None) -> "GrowableNet":
+        """A chain ``widths[0] -> ... -> widths[-1]`` initialised like ``nn.Linear``.
+
+        Raises:
+            ConfigError: fewer than two widths, or a width that is not a positive integer.
+        """
+        widths = list(widths)
+        if len(widths) < 2:
+            raise ConfigError(f"an MLP needs at least two widths (input, output), got widths={widths}")
+        for w in widths:
+            if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+                raise ConfigError(f"every width must be a positive integer, got widths={widths}")
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        net = cls(widths[0], widths[-1], front=front, front_spec=front_spec)
+        previous = "input"
+        for width in widths[1:-1]:
+            name = net.new_layer_name()
+            net.add_layer(name, Layer(width, activation), before="output")
+            net.add_connection(previous, name, _linear_init(width, net.layers[previous].size, gen))
+            previous = name
+        net.add_connection(previous, "output", _linear_init(widths[-1], net.layers[previous].size, gen))
+        for name in net.order[1:]:
+            fan_in = sum(c.weight.shape[1] for c in net.incoming(name))
+            bound = 1 / math.sqrt(fan_in)
+            with torch.no_grad():
+                net.layers[name].bias.copy_(_uniform((net.layers[name].size,), bound, gen))
+        return net
+
+    def new_layer_name(self) -> str:
+        name = f"h{self.next_id}"
+        self.next_id += 1
+        return name
+
+    def add_layer(self, name: str, layer: Layer, *, before: str) -> None:
+        """Register ``layer`` and place it just before layer ``before`` in the topological order."""
+        self.layers[name] = layer
+        self.order.insert(self.order.index(before), name)
+        self.invalidate()
+
+    def add_connection(self, source: str, target: str, weight: torch.Tensor, **kw) -> str:
+        """Register a connection ``source -> target`` and return its name."""
+        base = name = f"{source}_to_{target}"
+        k = 1
+        while name in self.connections:
+            k += 1
+            name = f"{base}_{k}"
+        self.connections[name] = Connection(source, target, weight, **kw)
+        self.invalidate()
+        return name
+
+    # ------------------------------------------------------------------ queries
+    def incoming(self, layer: str) -> list[Connection]:
+        return [c for c in self.connections.values() if c.target == layer]
+
+    def outgoing(self, layer: str) -> list[Connection]:
+        return [c for c in self.connections.values() if c.source == layer]
+
+    def connection_names(self, *, source: str | None = None, target: str | None = None) -> list[str]:
+        return [n for n, c in self.connections.items()
+                if (source is None or c.source == source) and (target is None or c.target == target)]
+
+    def hidden_layers(self) -> list[str]:
+        return self.order[1:-1]
+
+    def is_chain(self) -> bool:
+        """True when every layer reads exactly the whole previous layer and nothing else."""
+        for prev, name in zip(self.order, self.order[1:]):
+            inc = self.incoming(name)
+            if len(inc) != 1 or inc[0].source != prev or inc[0].in_index is not None \
+                    or inc[0].out_index is not None:
+                return False
+        return len(self.connections) == len(self.order) - 1
+
+    def widths(self) -> list[int]:
+        return [self.layers[n].size for n in self.order]
+
+    # ------------------------------------------------------------------ forward
+    def invalidate(self) -> None:
+        """Forget the cached forward plan (call after any structural change)."""
+        self._plan = None
+
+    def _build_plan(self) -> list:
+        plan = []
+        for name in self.order[1:]:
+            plan.append((name, self.layers[name], self.incoming(name)))
+        return plan
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.front is not None:
+            x = self.front(x)
+        if x.dim() > 2:
+            x = x.flatten(1)
+        if self._plan is None:
+            self._plan = self._build_plan()
+        acts = {self.input_name: x}
+        pre = x
+        for name, layer, incoming in self._plan:
+            if len(incoming) == 1 and incoming[0].in_index is None and incoming[0].out_index is None:
+                conn = incoming[0]
+                pre = F.linear(acts[conn.source], conn.effective_weight(), layer.bias)
+            else:
+                pre = layer.bias.expand(x.shape[0], -1)
+                for conn in incoming:
+                    y = conn.contribution(acts[conn.source])
+                    pre = pre + y if conn.out_index is None else pre.index_add(1, conn.out_index, y)
+            h = layer.activation(pre)
+            if layer.modulator is not None:
+                h = h * layer.modulator()
+            acts[name] = h
+        return acts[self.output_name]
+
+    # ------------------------------------------------------------------ counts, spec, export
+    def counts(self) -> dict[str, int]:
+        """``params``, ``weights_active``, ``stored_params``, ``front_params``, ``control_params``."""
+        from .counts import count_params
+
+        return count_params(self)
+
+    @property
+    def params(self) -> int:
+        return self.counts()["params"]
+
+    def spec(self) -> dict:
+        from .spec import graph_spec
+
+        return graph_spec(self)
+
+    @classmethod
+    def from_spec(cls, spec: dict, state_dict: dict | None = None) -> "GrowableNet":
+        from .spec import graph_from_spec
+
+        return graph_from_spec(spec, state_dict)
+
+    def export(self) -> nn.Module:
+        """A plain ``nn.Module`` of the final size, with no masks or modulators, same outputs."""
+        from .export import export_graph
+
+        return export_graph(self)
+
+
+def _uniform(shape, bound, gen) -> torch.Tensor:
+    return (torch.rand(shape, generator=gen) * 2 - 1) * bound
+
+
+def _linear_init(n_out: int, n_in: int, gen) -> torch.Tensor:
+    """``nn.Linear``'s default: U(-1/sqrt(n_in), 1/sqrt(n_in))."""
+    return _uniform((n_out, n_in), 1 / math.sqrt(n_in), gen)

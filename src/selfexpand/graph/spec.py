@@ -1,0 +1,124 @@
+"""A graph as plain JSON, and back: ``GrowableNet.from_spec(spec, state_dict)``.
+
+The spec holds the structure (layers in topological order, their sizes, activations and modulators,
+the connections with their shapes and whether they carry an index or a mask, the front by name);
+the state dict holds every tensor (weights, biases, masks, index buffers). This pair is the
+checkpoint format.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .activations import activation_name, make_activation
+from .modulators import make_modulator
+from .parts import Connection, Layer
+
+__all__ = ["SPEC_FORMAT", "graph_spec", "graph_from_spec", "FRONTS", "register_front", "make_front"]
+
+SPEC_FORMAT = "selfexpand.graph/1"
+
+FRONTS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_front(name: str, factory: Callable[..., nn.Module]) -> None:
+    """Make a fixed front nameable in specs: ``{"type": name, **kwargs}`` builds ``factory(**kwargs)``."""
+    FRONTS[name] = factory
+
+
+def make_front(spec: dict) -> nn.Module:
+    kind = spec.get("type")
+    if kind not in FRONTS:
+        raise ConfigError(f"front type must be one of {sorted(FRONTS)}, got type={kind!r}")
+    return FRONTS[kind](**{k: v for k, v in spec.items() if k != "type"})
+
+
+def graph_spec(net) -> dict:
+    """Plain JSON-able description of ``net``'s structure."""
+    if net.front is not None and net.front_spec is None:
+        raise ConfigError("the front has no front_spec; register it with register_front(name, factory)")
+    layers = {}
+    for name in net.order:
+        layer = net.layers[name]
+        entry = {"size": layer.size}
+        if not layer.is_input:
+            entry["activation"] = activation_name(layer.activation)
+            entry["modulator"] = None if layer.modulator is None else layer.modulator.spec()
+        layers[name] = entry
+    connections = {
+        name: {
+            "source": c.source,
+            "target": c.target,
+            "shape": list(c.shape),
+            "in_index": c.in_index is not None,
+            "out_index": c.out_index is not None,
+            "masked": c.mask is not None,
+            "provisional": c.provisional is not None,
+        }
+        for name, c in net.connections.items()
+    }
+    return {
+        "format": SPEC_FORMAT,
+        "order": list(net.order),
+        "input": net.input_name,
+        "output": net.output_name,
+        "next_id": net.next_id,
+        "layers": layers,
+        "connections": connections,
+        "front": net.front_spec,
+    }
+
+
+def graph_from_spec(spec: dict, state_dict: dict | None = None):
+    """Rebuild a graph from ``spec``; load ``state_dict`` (strict) when given.
+
+    Raises:
+        ConfigError: the spec is not a valid graph description (the message names the field).
+    """
+    from .network import GrowableNet
+
+    try:
+        if spec.get("format") != SPEC_FORMAT:
+            raise ConfigError(f"spec format must be {SPEC_FORMAT!r}, got format={spec.get('format')!r}")
+        order, layers = spec["order"], spec["layers"]
+        inp, out = spec["input"], spec["output"]
+        front = make_front(spec["front"]) if spec.get("front") else None
+        net = GrowableNet(int(layers[inp]["size"]), int(layers[out]["size"]), front=front,
+                          front_spec=spec.get("front"))
+        net.layers[out] = _layer(layers[out])
+        for name in order:
+            if name not in (inp, out):
+                net.add_layer(name, _layer(layers[name]), before=out)
+        if sorted(order) != sorted(net.order) or len(set(order)) != len(order):
+            raise ConfigError(f"spec order {order} does not list the layers {sorted(layers)}")
+        for name, c in spec["connections"].items():
+            if c["source"] not in layers or c["target"] not in layers:
+                raise ConfigError(f"connection {name!r} joins unknown layers {c['source']!r} -> {c['target']!r}")
+            rows, cols = (int(v) for v in c["shape"])
+            idx = torch.zeros(cols, dtype=torch.long) if c["in_index"] else None
+            oidx = torch.zeros(rows, dtype=torch.long) if c["out_index"] else None
+            mask = torch.ones(rows, cols) if c["masked"] else None
+            prov = torch.zeros(rows, cols, dtype=torch.bool) if c.get("provisional") else None
+            net.connections[name] = Connection(c["source"], c["target"], torch.zeros(rows, cols),
+                                               in_index=idx, out_index=oidx, mask=mask,
+                                               provisional=prov)
+        net.next_id = int(spec["next_id"])
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"spec is malformed: {type(exc).__name__}: {exc}") from exc
+    net.invalidate()
+    if state_dict is not None:
+        net.load_state_dict(state_dict, strict=True)
+    return net
+
+
+def _layer(entry: dict) -> Layer:
+    size = int(entry["size"])
+    mod = entry.get("modulator")
+    return Layer(size, make_activation(entry["activation"]),
+                 modulator=None if mod is None else make_modulator(mod, size))

@@ -1,0 +1,42 @@
+"""Validation shared by the ops: every rule stated, every value echoed, nothing changed yet."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError, GrowthError
+
+__all__ = ["require_layer", "require_hidden", "require_connection", "require_tensor", "require_count"]
+
+
+def require_layer(net, name: str) -> None:
+    if name not in net.layers:
+        raise GrowthError(f"layer must be one of {list(net.order)}, got layer={name!r}")
+
+
+def require_hidden(net, name: str) -> None:
+    require_layer(net, name)
+    if name in (net.input_name, net.output_name):
+        raise GrowthError(f"layer must be a hidden layer {net.hidden_layers()}, got layer={name!r}")
+
+
+def require_connection(net, name: str) -> None:
+    if name not in net.connections:
+        raise GrowthError(f"connection must be one of {list(net.connections)}, got connection={name!r}")
+
+
+def require_count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
+    return value
+
+
+def require_tensor(name: str, value, shape: tuple[int, ...]) -> torch.Tensor:
+    """``value`` as a tensor of exactly ``shape`` with finite entries."""
+    if not torch.is_tensor(value):
+        raise ConfigError(f"{name} must be a tensor of shape {shape}, got {type(value).__name__}")
+    if tuple(value.shape) != tuple(shape):
+        raise ConfigError(f"{name} must have shape {tuple(shape)}, got shape={tuple(value.shape)}")
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        raise ConfigError(f"{name} must be finite, got {int((~torch.isfinite(value)).sum())} non-finite entries")
+    return value

@@ -1,0 +1,174 @@
+"""Edge ops: split edges through new hidden units (edge expansion, ALGORITHMS.md §1), prune edges.
+
+``split_edges`` replaces each selected edge ``p -> c`` (weight ``w``) by a path through a new unit
+``v``: ``p -> v`` weight 1, ``v -> c`` weight ``w``, and masks the direct edge. All the new units
+form one new layer ``E`` placed before the target layer. ``E`` reads only the distinct parents ``P``
+of the selected edges (one connection per source layer, storing ``|E| x |P_s|``) and writes every
+unit of the target layer. Every other entry of those two connections is an *eps edge*: drawn from
+``U[0, eps)`` and marked provisional, so pruning may remove it later. With ``eps = 0`` the function
+is unchanged exactly when the parents are non-negative (``relu(x) * w = w * x``); ``signed=True``
+adds a second unit per edge, ``relu(x) w + relu(-x) (-w) = w x``, exact for any sign.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..errors import ConfigError, GrowthError
+from ..graph.parts import Layer
+from .checks import require_connection
+from .edit import Edit
+from .event import GrowthEvent
+from .optimizer_state import zero_first_moments
+
+__all__ = ["split_edges", "prune_edges", "normalize_edges"]
+
+
+def normalize_edges(net, edges) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """``edges`` as ``[(connection, rows, cols)]`` from a list of ``(connection, row, col)`` triples
+    or a dict ``{connection: (rows, cols)}``; validated: known, in range, distinct, live."""
+    if isinstance(edges, dict):
+        items = [(name, torch.as_tensor(r, dtype=torch.long).flatten(),
+                  torch.as_tensor(c, dtype=torch.long).flatten()) for name, (r, c) in edges.items()]
+    else:
+        grouped: dict[str, tuple[list, list]] = {}
+        for triple in edges:
+            if len(triple) != 3:
+                raise ConfigError(f"each edge must be (connection, row, col), got {triple!r}")
+            grouped.setdefault(triple[0], ([], []))
+            grouped[triple[0]][0].append(int(triple[1]))
+            grouped[triple[0]][1].append(int(triple[2]))
+        items = [(n, torch.tensor(r, dtype=torch.long), torch.tensor(c, dtype=torch.long))
+                 for n, (r, c) in grouped.items()]
+    items = [(n, r, c) for n, r, c in items if r.numel()]
+    if not items:
+        raise GrowthError("edges must name at least one edge, got none")
+    for name, rows, cols in items:
+        require_connection(net, name)
+        conn = net.connections[name]
+        if rows.numel() != cols.numel():
+            raise GrowthError(f"edges of {name!r}: {rows.numel()} rows but {cols.numel()} cols")
+        n_rows, n_cols = conn.shape
+        if bool((rows < 0).any() | (rows >= n_rows).any() | (cols < 0).any() | (cols >= n_cols).any()):
+            raise GrowthError(f"edges of {name!r} must lie in its shape {conn.shape}, got rows "
+                              f"{rows.min().item()}..{rows.max().item()}, cols {cols.min().item()}..{cols.max().item()}")
+        flat = rows * n_cols + cols
+        if flat.unique().numel() != flat.numel():
+            raise GrowthError(f"edges of {name!r} must be distinct; some repeat")
+        device = conn.weight.device
+        if not bool(conn.live()[rows.to(device), cols.to(device)].all()):
+            raise GrowthError(f"edges of {name!r} must be live; some are masked already")
+    return [(n, r.to(net.connections[n].weight.device), c.to(net.connections[n].weight.device))
+            for n, r, c in items]
+
+
+def split_edges(net, edges, *, eps: float = 1e-8, signed: bool = False, activation="relu",
+                generator: torch.Generator | None = None, optimizer=None) -> GrowthEvent:
+    """Split ``edges`` (all into one target layer) through one new layer; see the module docstring.
+
+    Returns:
+        The event; ``details`` names the new layer and its connections.
+
+    Raises:
+        GrowthError / ConfigError: bad edges (unknown, out of range, repeated, masked, into several
+        layers) or a negative / non-finite ``eps``.
+    """
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        raise ConfigError(f"eps must be a finite number >= 0, got eps={eps!r}")
+    items = normalize_edges(net, edges)
+    targets = {net.connections[n].target for n, _, _ in items}
+    if len(targets) != 1:
+        raise GrowthError(f"split edges must all enter one layer, got targets {sorted(targets)}")
+    (target,) = targets
+    first = net.connections[items[0][0]]
+    device, dtype = first.weight.device, first.weight.dtype
+
+    source_order = [s for s in net.order if s in {net.connections[n].source for n, _, _ in items}]
+    source_of, parents, children, weights = [], [], [], []
+    for name, rows, cols in items:
+        conn = net.connections[name]
+        source_of.append(torch.full_like(rows, source_order.index(conn.source)))
+        parents.append(conn.source_units(net.layers[conn.source].size)[cols])
+        children.append(conn.target_units(net.layers[target].size)[rows])
+        weights.append(conn.weight.detach()[rows, cols])
+    source_of, parents = torch.cat(source_of), torch.cat(parents)
+    children, weights = torch.cat(children), torch.cat(weights)
+    k = parents.numel()
+    m = 2 * k if signed else k
+
+    edit = Edit(net, optimizer, "split_edges", target)
+    name = net.new_layer_name()
+    net.add_layer(name, Layer(m, activation).to(device), before=target)
+    edit.add_param(net.layers[name].bias, first.weight)
+
+    def eps_weight(shape):
+        if eps == 0:
+            return torch.zeros(shape, device=device, dtype=dtype)
+        return (torch.rand(shape, generator=generator, dtype=dtype) * eps).to(device)
+
+    new_connections = []
+    units = torch.arange(k, device=device)
+    edges_added = 0
+    for s_pos, source in enumerate(source_order):
+        mine = source_of == s_pos
+        index, pos = torch.unique(parents[mine], sorted=True, return_inverse=True)
+        weight = eps_weight((m, index.numel()))
+        provisional = torch.ones(m, index.numel(), dtype=torch.bool, device=device)
+        weight[units[mine], pos] = 1.0
+        provisional[units[mine], pos] = False
+        if signed:
+            weight[units[mine] + k, pos] = -1.0
+            provisional[units[mine] + k, pos] = False
+        c = net.add_connection(source, name, weight, in_index=index, provisional=provisional)
+        edit.add_param(net.connections[c].weight, first.weight)
+        new_connections.append(c)
+        edges_added += weight.numel()
+    n_target = net.layers[target].size
+    weight = eps_weight((n_target, m))
+    provisional = torch.ones(n_target, m, dtype=torch.bool, device=device)
+    weight[children, units] = weights
+    provisional[children, units] = False
+    if signed:
+        weight[children, units + k] = -weights
+        provisional[children, units + k] = False
+    c = net.add_connection(name, target, weight, provisional=provisional)
+    edit.add_param(net.connections[c].weight, first.weight)
+    new_connections.append(c)
+    edges_added += weight.numel()
+
+    for conn_name, rows, cols in items:
+        _mask_entries(net.connections[conn_name], rows, cols, optimizer)
+    return edit.commit(units_added=m, edges_added=edges_added, edges_removed=k,
+                       details={"layer": name, "connections": new_connections, "signed": signed,
+                                "edges_split": k})
+
+
+def prune_edges(net, edges, *, optimizer=None) -> GrowthEvent:
+    """Mask ``edges`` (as :func:`normalize_edges` accepts); their weights become 0 and stay 0.
+
+    The weight entries are set to 0 and their first-moment optimizer state cleared, so that no
+    optimizer (weight decay included) moves them while masked. Run :func:`compact` afterwards to
+    drop the storage of what is left with no live edge.
+    """
+    items = normalize_edges(net, edges)
+    edit = Edit(net, optimizer, "prune_edges", ",".join(n for n, _, _ in items))
+    removed = 0
+    for name, rows, cols in items:
+        _mask_entries(net.connections[name], rows, cols, optimizer)
+        removed += rows.numel()
+    return edit.commit(edges_removed=removed)
+
+
+def _mask_entries(conn, rows, cols, optimizer) -> None:
+    if conn.mask is None:
+        conn.mask = torch.ones_like(conn.weight.detach())
+    entries = torch.zeros(conn.shape, dtype=torch.bool, device=conn.weight.device)
+    entries[rows, cols] = True
+    conn.mask[entries] = 0
+    if conn.provisional is not None:
+        conn.provisional[entries] = False
+    with torch.no_grad():
+        conn.weight[entries] = 0
+    zero_first_moments(optimizer, conn.weight, entries)

@@ -1,0 +1,72 @@
+"""The one place that swaps tensors of a graph: an ``Edit`` collects the replacements an op makes
+and, at ``commit``, hands them to the optimizer carry-over and times the event.
+
+Ops validate everything before they open an ``Edit``; the edit steps themselves cannot fail on
+valid input, so a failing op leaves graph and optimizer as they were.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from .event import GrowthEvent
+from .optimizer_state import carry_state
+
+__all__ = ["Edit", "arange_with_new"]
+
+
+def arange_with_new(n_old: int, n_new: int, device=None) -> torch.Tensor:
+    """Sources ``[0, ..., n_old - 1, -1 x n_new]`` (old entries first, then new ones)."""
+    return torch.cat([torch.arange(n_old, device=device),
+                      torch.full((n_new,), -1, dtype=torch.long, device=device)])
+
+
+class Edit:
+    """A transaction of tensor replacements on ``net`` with optimizer carry-over."""
+
+    def __init__(self, net, optimizer, kind: str, site: str):
+        self.net, self.optimizer = net, optimizer
+        self.kind, self.site = kind, site
+        self.start = time.perf_counter()
+        self.params_before = net.counts()["params"]
+        self.replaced: list = []
+        self.added: list = []
+        self.removed: list = []
+
+    def replace(self, module: nn.Module, attr: str, value: torch.Tensor, sources: tuple) -> None:
+        """Replace parameter ``module.attr`` by ``value``; ``sources`` maps new entries to old ones."""
+        old = getattr(module, attr)
+        new = nn.Parameter(value.detach(), requires_grad=old.requires_grad)
+        setattr(module, attr, new)
+        self.replaced.append((old, new, tuple(s.to(value.device) for s in sources)))
+
+    def add_param(self, param: nn.Parameter, sibling: nn.Parameter | None) -> None:
+        self.added.append((param, sibling))
+
+    def remove_param(self, param: nn.Parameter) -> None:
+        self.removed.append(param)
+
+    def resize_modulator(self, layer, keep: torch.Tensor, n_new: int) -> None:
+        """Resize ``layer.modulator`` and carry the state of its per-unit parameters."""
+        if layer.modulator is None:
+            return
+        before = dict(layer.modulator.named_parameters())
+        layer.modulator.resize(keep, n_new)
+        sources = torch.cat([keep, torch.full((n_new,), -1, dtype=torch.long, device=keep.device)])
+        for name, new in layer.modulator.named_parameters():
+            old = before.get(name)
+            if old is not None and new is not old:
+                self.replaced.append((old, new, (sources,)))
+
+    def commit(self, **counts) -> GrowthEvent:
+        carry_state(self.optimizer, self.replaced, self.added, self.removed)
+        self.net.invalidate()
+        details = counts.pop("details", {})
+        return GrowthEvent(
+            kind=self.kind, site=self.site, params_before=self.params_before,
+            params_after=self.net.counts()["params"],
+            seconds=time.perf_counter() - self.start, details=details, **counts,
+        )

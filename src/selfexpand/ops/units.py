@@ -1,0 +1,128 @@
+"""Width ops: add units to a hidden layer, remove units from it.
+
+Connections that read (or write) *all* units of the layer grow with it; connections that read a
+subset (``in_index`` / ``out_index``) keep reading that subset.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import GrowthError
+from .checks import require_count, require_hidden, require_tensor
+from .connection_edit import resize_connection
+from .edit import Edit, arange_with_new
+from .event import GrowthEvent
+
+__all__ = ["add_units", "remove_units"]
+
+
+def add_units(net, layer: str, n: int, *, incoming: dict[str, torch.Tensor] | None = None,
+              bias: torch.Tensor | None = None, outgoing: dict[str, torch.Tensor] | None = None,
+              optimizer=None) -> GrowthEvent:
+    """Append ``n`` units to hidden ``layer`` with the given initial values.
+
+    Args:
+        incoming: for each connection into ``layer`` that writes all its units, the new rows
+            ``(n, n_cols)``; ``outgoing``: for each connection out of it that reads all its units,
+            the new columns ``(n_rows, n)``. Zero outgoing values keep the function unchanged.
+        bias: ``(n,)``, default zeros.
+
+    Raises:
+        GrowthError / ConfigError: unknown layer, a missing or extra connection, a wrong shape.
+    """
+    require_hidden(net, layer)
+    require_count("n", n)
+    incoming, outgoing = dict(incoming or {}), dict(outgoing or {})
+    ins = {name: c for name, c in net.connections.items() if c.target == layer and c.out_index is None}
+    outs = {name: c for name, c in net.connections.items() if c.source == layer and c.in_index is None}
+    for label, given, needed in (("incoming", incoming, ins), ("outgoing", outgoing, outs)):
+        if set(given) != set(needed):
+            raise GrowthError(f"{label} must give values for exactly the connections {sorted(needed)}, "
+                              f"got {sorted(given)}")
+    for name, c in ins.items():
+        require_tensor(f"incoming[{name!r}]", incoming[name], (n, c.shape[1]))
+    for name, c in outs.items():
+        require_tensor(f"outgoing[{name!r}]", outgoing[name], (c.shape[0], n))
+    target = net.layers[layer]
+    bias = torch.zeros(n) if bias is None else require_tensor("bias", bias, (n,))
+
+    edit = Edit(net, optimizer, "add_units", layer)
+    old = target.size
+    device = target.bias.device
+    for name, c in ins.items():
+        w = torch.cat([c.weight.detach(), incoming[name].to(c.weight)], 0)
+        resize_connection(edit, c, w, arange_with_new(c.shape[0], n, device), torch.arange(c.shape[1], device=device))
+    for name, c in outs.items():
+        w = torch.cat([c.weight.detach(), outgoing[name].to(c.weight)], 1)
+        resize_connection(edit, c, w, torch.arange(c.shape[0], device=device), arange_with_new(c.shape[1], n, device))
+    edit.replace(target, "bias", torch.cat([target.bias.detach(), bias.to(target.bias)]),
+                 (arange_with_new(old, n, device),))
+    edit.resize_modulator(target, torch.arange(old, device=device), n)
+    edges = sum(int(incoming[k].numel()) for k in ins) + sum(int(outgoing[k].numel()) for k in outs)
+    return edit.commit(units_added=n, edges_added=edges)
+
+
+def remove_units(net, layer: str, units, *, optimizer=None) -> GrowthEvent:
+    """Remove ``units`` (indices) from hidden ``layer`` with their incoming and outgoing edges.
+
+    Raises:
+        GrowthError: unknown layer, an index out of range or repeated, or no unit left.
+    """
+    require_hidden(net, layer)
+    units = torch.as_tensor(units, dtype=torch.long).flatten()
+    size = net.layers[layer].size
+    if units.numel() == 0:
+        raise GrowthError(f"units must name at least one unit of layer {layer!r}, got units=[]")
+    if bool((units < 0).any() | (units >= size).any()):
+        raise GrowthError(f"units must be in [0, {size}) for layer {layer!r}, got units={units.tolist()}")
+    if units.unique().numel() != units.numel():
+        raise GrowthError(f"units must not repeat, got units={units.tolist()}")
+    if units.numel() >= size:
+        raise GrowthError(f"removing units={units.tolist()} would leave layer {layer!r} empty")
+    keep = torch.ones(size, dtype=torch.bool)
+    keep[units] = False
+    edit = Edit(net, optimizer, "remove_units", layer)
+    edges = drop_units(edit, net, layer, keep.to(net.layers[layer].bias.device))
+    return edit.commit(units_removed=int(units.numel()), edges_removed=edges)
+
+
+def drop_units(edit: Edit, net, layer: str, keep: torch.Tensor) -> int:
+    """Inside ``edit``: keep only units ``keep`` (bool) of ``layer``; returns live edges removed.
+
+    Connections left without rows or columns are removed from the graph.
+    """
+    target = net.layers[layer]
+    device = keep.device
+    kept = torch.nonzero(keep).flatten()
+    new_pos = torch.full((keep.numel(),), -1, dtype=torch.long, device=device)
+    new_pos[kept] = torch.arange(kept.numel(), device=device)
+    removed_edges = 0
+    for name in list(net.connections):
+        c = net.connections[name]
+        if c.target != layer and c.source != layer:
+            continue
+        rows = torch.arange(c.shape[0], device=device)
+        cols = torch.arange(c.shape[1], device=device)
+        in_index, out_index = c.in_index, c.out_index
+        if c.target == layer:
+            row_keep = keep[c.target_units(keep.numel())]
+            rows = rows[row_keep]
+            if out_index is not None:
+                out_index = new_pos[out_index[row_keep]]
+        if c.source == layer:
+            col_keep = keep[c.source_units(keep.numel())]
+            cols = cols[col_keep]
+            if in_index is not None:
+                in_index = new_pos[in_index[col_keep]]
+        live = c.live()
+        removed_edges += int(live.sum()) - int(live[rows][:, cols].sum())
+        if rows.numel() == 0 or cols.numel() == 0:
+            edit.remove_param(c.weight)
+            del net.connections[name]
+            continue
+        resize_connection(edit, c, c.weight.detach()[rows][:, cols], rows, cols,
+                          in_index=in_index, out_index=out_index)
+    edit.replace(target, "bias", target.bias.detach()[kept], (kept,))
+    edit.resize_modulator(target, kept, 0)
+    return removed_edges
