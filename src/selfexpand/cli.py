@@ -1,0 +1,229 @@
+"""The ``selfexpand`` command line: parses, validates, calls the library, prints.
+
+The only module that talks to the terminal. Every bad argument ends with exit status 2 and one line
+on standard error, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A bad command line; printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = _Parser(prog="selfexpand", description="Self-expanding neural networks.")
+    p.add_argument("--version", action="version", version=f"selfexpand {__version__}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    t = sub.add_parser("train", help="grow a network (default: edge expansion on digits)")
+    t.add_argument("--method", default=None, help="growth method (default: edge)")
+    t.add_argument("--dataset", default=None, help="dataset name or a .csv / .npz file (default: digits)")
+    t.add_argument("--target", help="target column of a CSV file")
+    t.add_argument("--test-file", help="a CSV / NPZ with the same columns to use as the test set")
+    t.add_argument("--data-dir", help="folder holding the dataset (default: $SELFEXPAND_DATA)")
+    t.add_argument("--epochs", type=_positive_int, help="total training epochs of the run")
+    t.add_argument("--batch-size", type=_positive_int)
+    t.add_argument("--lr", type=_positive_float)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--val-fraction", type=_fraction, default=None)
+    t.add_argument("--out", help="run directory (default: runs/<dataset>-<method>-<time>)")
+    t.add_argument("--config", help="a YAML file of these options and method settings")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one method setting (repeatable)")
+    t.add_argument("--max-params", type=_positive_int, help="growth never exceeds this many params")
+    t.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    t.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: 1 for small models)")
+    t.add_argument("--twin-of", help="train the static twin of this finished run")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    r = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    r.add_argument("run_dir")
+    r.add_argument("--epochs", type=_positive_int, help="new total number of epochs")
+    r.add_argument("--threads", type=_positive_int)
+    r.add_argument("--quiet", action="store_true")
+    i = sub.add_parser("inspect", help="architecture, counts and growth events of a run")
+    i.add_argument("run_dir")
+    pr = sub.add_parser("predict", help="predictions of a finished run for a CSV / NPZ file")
+    pr.add_argument("run_dir")
+    pr.add_argument("file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    from .errors import SelfExpandError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+        if args.command is None:
+            args = _parser().parse_args(["train", *argv])
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return {"train": _train, "resume": _resume, "inspect": _inspect, "predict": _predict}[
+            args.command](args, argv)
+    except UsageError as exc:
+        print(f"selfexpand: error: {exc}", file=sys.stderr)
+        return 2
+    except (SelfExpandError, OSError) as exc:
+        print(f"selfexpand: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("selfexpand: interrupted; resume with `selfexpand resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+def _config_from(args):
+    from .runs import RunConfig, twin_config
+
+    if args.twin_of:
+        return twin_config(args.twin_of, out=args.out)
+    values: dict = {}
+    if args.config:
+        values = _read_yaml(args.config)
+    settings = dict(values.pop("settings", {}) or {})
+    known = set(RunConfig.__dataclass_fields__) - {"settings", "twin_of"}
+    for key in list(values):
+        if key not in known:
+            settings[key] = values.pop(key)  # method settings may sit at the top level too
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        settings[key.strip()] = value
+    for key in ("method", "dataset", "target", "test_file", "data_dir", "epochs", "batch_size",
+                "lr", "seed", "val_fraction", "out", "max_params", "device"):
+        value = getattr(args, key)
+        if value is not None:
+            values[key] = value
+    try:
+        return RunConfig(**values, settings=settings)
+    except TypeError as exc:
+        raise UsageError(f"bad configuration: {exc}") from None
+
+
+def _read_yaml(path: str) -> dict:
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read config {path!r}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"config {path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"config {path!r} must be a mapping of option: value, got {type(values).__name__}")
+    return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def _set_threads(args, small: bool = True) -> None:
+    import torch
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    elif small:
+        torch.set_num_threads(1)
+
+
+def _train(args, argv) -> int:
+    from .methods import method_names
+    from .runs import train_run
+
+    config = _config_from(args)
+    if config.method not in method_names():
+        raise UsageError(f"unknown method {config.method!r}; known methods: {', '.join(method_names())}")
+    _set_threads(args, small=config.dataset in ("digits",) or str(config.dataset).endswith((".csv", ".npz")))
+    run_dir, summary = train_run(config, callbacks=_progress(args), command=["selfexpand", *argv])
+    _print_summary(summary, run_dir)
+    return 0
+
+
+def _resume(args, argv) -> int:
+    from .runs import resume_run
+
+    _set_threads(args, small=False)
+    run_dir, summary = resume_run(args.run_dir, epochs=args.epochs, callbacks=_progress(args))
+    _print_summary(summary, run_dir)
+    return 0
+
+
+def _inspect(args, argv) -> int:
+    from .report.inspect import describe_run
+
+    print(describe_run(args.run_dir))
+    return 0
+
+
+def _predict(args, argv) -> int:
+    from .runs import predict_file
+
+    for value in predict_file(args.run_dir, args.file):
+        print(json.dumps(value) if isinstance(value, list) else value)
+    return 0
+
+
+def _progress(args) -> list:
+    if args.quiet:
+        return []
+    from .progress import ProgressBar
+
+    return [ProgressBar()]
+
+
+def _print_summary(summary: dict, run_dir) -> None:
+    from .report.summary import SUMMARY_TABLE_KEYS
+
+    width = max(len(k) for k in SUMMARY_TABLE_KEYS)
+    for key in SUMMARY_TABLE_KEYS:
+        value = summary[key]
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        print(f"{key:<{width}}  {value}")
+    print(f"{'run directory':<{width}}  {run_dir}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

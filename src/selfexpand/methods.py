@@ -1,0 +1,127 @@
+"""The published methods as presets of trigger + selector + initializer, with per-dataset defaults.
+
+Every preset is one readable row: the start architecture, the training settings, and the method's
+own settings. ``--set key=value`` overrides one setting; unknown keys are an error listing the known
+ones. ``edge-reference`` keeps the reference code's MNIST values for reproduction.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from .errors import ConfigError
+from .strategies.edge_pruning import EpsEdgePruner
+from .strategies.edge_statistics import EdgeStatistics
+from .strategies.initializers.edge_split import EdgeSplitInitializer
+from .strategies.selectors.edge_significance import EdgeSignificanceSelector
+from .strategies.triggers.plateau import PlateauTrigger
+from .train.trainer import GrowthMethod
+
+__all__ = ["METHODS", "DEFAULTS", "method_names", "resolve_config", "build_method"]
+
+# Training settings every method shares; a method's table row may override any of them.
+TRAINING_KEYS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "hidden")
+
+_EDGE_REFERENCE = dict(
+    epochs=64, batch_size=256, lr=1e-3, optimizer="adam", weight_decay=0.0, hidden=[],
+    metric="abs_grad", aggregation="mean", tau=0.7, tau_prune=0.1, plateau_threshold=0.005,
+    min_gap=8, window=5, prune_after=2, max_new=900, eps=1e-8, signed="auto",
+)
+
+# method -> dataset ("*" = any other) -> settings. Values chosen on validation data; see docs/methods.md.
+DEFAULTS: dict[str, dict[str, dict]] = {
+    "edge": {
+        "*": _EDGE_REFERENCE,
+        "digits": {**_EDGE_REFERENCE, "epochs": 60, "batch_size": 32, "lr": 3e-3, "plateau_threshold": 0.01,
+                   "min_gap": 4, "window": 3, "max_new": 64, "tau": 0.3},
+        "mnist": {**_EDGE_REFERENCE},
+        "fashion-mnist": {**_EDGE_REFERENCE, "batch_size": 64, "optimizer": "adamw", "lr": 2e-4,
+                          "weight_decay": 1e-3, "aggregation": "variance", "tau": 0.3,
+                          "plateau_threshold": 0.05, "tau_prune": 0.0145, "max_new": 2500},
+    },
+    "edge-reference": {"*": _EDGE_REFERENCE},
+    "static": {
+        "*": dict(epochs=20, batch_size=128, lr=1e-3, optimizer="adam", weight_decay=0.0, hidden=[]),
+        "digits": dict(epochs=60, batch_size=32, lr=3e-3, optimizer="adam", weight_decay=0.0, hidden=[]),
+    },
+}
+
+
+def _edge(cfg: dict) -> GrowthMethod:
+    stats = EdgeStatistics(cfg["metric"], cfg["aggregation"])
+    return GrowthMethod(
+        name="edge",
+        trigger=PlateauTrigger(cfg["plateau_threshold"], cfg["min_gap"], cfg["window"], cfg["prune_after"]),
+        selector=EdgeSignificanceSelector(stats, cfg["tau"], cfg["max_new"], cfg["signed"]),
+        initializer=EdgeSplitInitializer(cfg["eps"], cfg["signed"]),
+        extras=[stats, EpsEdgePruner(stats, cfg["tau_prune"], cfg["prune_after"])],
+    )
+
+
+METHODS = {
+    "edge": _edge,
+    "edge-reference": _edge,
+    "static": lambda cfg: GrowthMethod("static"),
+}
+
+
+def method_names() -> list[str]:
+    return sorted(METHODS)
+
+
+def resolve_config(method: str, dataset: str, overrides: dict | None = None) -> dict:
+    """The method's settings for ``dataset`` with ``overrides`` applied (types checked).
+
+    Raises:
+        ConfigError: unknown method, unknown key, or a value of the wrong type.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {method_names()}, got method={method!r}")
+    table = DEFAULTS[method]
+    cfg = copy.deepcopy(table.get(dataset, table["*"]))
+    for key, value in (overrides or {}).items():
+        if key not in cfg:
+            raise ConfigError(f"setting must be one of {sorted(cfg)} for method {method!r}, got {key!r}")
+        cfg[key] = _coerce(key, value, cfg[key])
+    return cfg
+
+
+def build_method(method: str, cfg: dict) -> GrowthMethod:
+    """The :class:`GrowthMethod` for ``method`` with resolved settings ``cfg``."""
+    built = METHODS[method](cfg)
+    built.name = method
+    return built
+
+
+def _coerce(key: str, value, default):
+    """``value`` (maybe a string from ``--set``) as the type of ``default``."""
+    try:
+        if isinstance(value, str):
+            import yaml
+
+            value = yaml.safe_load(value)
+        if isinstance(default, bool) or key == "signed":
+            if value not in ("auto", True, False):
+                raise ValueError
+            return value
+        if isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError
+            return value
+        if isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError
+            return float(value)
+        if isinstance(default, list):
+            if isinstance(value, int):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, int) and v > 0 for v in value):
+                raise ValueError
+            return value
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ValueError
+        return value
+    except ValueError:
+        raise ConfigError(f"{key} must be like {default!r} ({type(default).__name__}), got {key}={value!r}") from None

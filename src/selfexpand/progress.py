@@ -1,0 +1,35 @@
+"""The CLI's progress bar (a trainer callback): epoch, losses, metric, params, growth events."""
+
+from __future__ import annotations
+
+from tqdm import tqdm
+
+from .train.callbacks import Callback
+
+__all__ = ["ProgressBar"]
+
+
+class ProgressBar(Callback):
+    """One tqdm bar over the run's epochs; growth events are written above it as they happen."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_train_begin(self, ctx, **kwargs) -> None:
+        self.bar = tqdm(total=ctx.epochs_total, initial=ctx.epoch, unit="epoch", dynamic_ncols=True)
+
+    def on_epoch_end(self, ctx, record: dict, **kwargs) -> None:
+        self.bar.set_postfix(train_loss=f"{record['train_loss']:.4f}", val_loss=f"{record['val_loss']:.4f}",
+                             **{f"val_{ctx.metric_name}": f"{record['val_metric']:.4f}"},
+                             params=record["params"])
+        self.bar.update(1)
+
+    def on_grow_end(self, ctx, events: list, reason: str = "", **kwargs) -> None:
+        for e in events:
+            self.bar.write(f"epoch {ctx.epoch}: {e.kind} at {e.site}: +{e.units_added} units, "
+                           f"+{e.edges_added}/-{e.edges_removed} edges, params {e.params_before} -> "
+                           f"{e.params_after}")
+
+    def on_train_end(self, ctx, **kwargs) -> None:
+        if self.bar is not None:
+            self.bar.close()

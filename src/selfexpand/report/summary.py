@@ -1,0 +1,45 @@
+"""The run summary (``summary.json``) from a history, the final model and its test metric."""
+
+from __future__ import annotations
+
+__all__ = ["GROWING_KINDS", "summarize", "SUMMARY_TABLE_KEYS"]
+
+GROWING_KINDS = ("split_edges", "add_units", "insert_layer")
+
+SUMMARY_TABLE_KEYS = ("method", "dataset", "seed", "epochs", "test_metric", "best_val_metric",
+                      "params_start", "params_final", "weights_active_final", "stored_params_final",
+                      "growth_events", "units_added", "edges_added", "edges_pruned", "train_seconds",
+                      "growth_seconds")
+
+
+def summarize(*, method: str, dataset: str, seed: int, history: list[dict], counts_start: dict,
+              counts_final: dict, metric_name: str, higher_is_better: bool, test_metric: float,
+              train_seconds: float, growth_seconds: float, extra: dict | None = None) -> dict:
+    """Every key the CLI table, the bench and the docs rely on (counts are plain ints)."""
+    epochs = [r for r in history if r["type"] == "epoch"]
+    growth = [r for r in history if r["type"] == "growth"]
+    val = [r["val_metric"] for r in epochs]
+    best = (max(val) if higher_is_better else min(val)) if val else float("nan")
+    grown = [g for g in growth if g["kind"] in GROWING_KINDS]
+    return {
+        "method": method,
+        "dataset": dataset,
+        "seed": seed,
+        "epochs": len(epochs),
+        "metric_name": metric_name,
+        "higher_is_better": higher_is_better,
+        "test_metric": float(test_metric),
+        "best_val_metric": float(best),
+        "params_start": int(counts_start["params"]),
+        "params_final": int(counts_final["params"]),
+        "weights_active_final": int(counts_final["weights_active"]),
+        "stored_params_final": int(counts_final["stored_params"]),
+        "front_params": int(counts_final["front_params"]),
+        "train_seconds": float(train_seconds),
+        "growth_seconds": float(growth_seconds),
+        "growth_events": len(grown),
+        "units_added": int(sum(g["units_added"] for g in grown)),
+        "edges_added": int(sum(g["edges_added"] for g in grown)),
+        "edges_pruned": int(sum(g["edges_removed"] for g in growth if g["kind"] == "prune_edges")),
+        **(extra or {}),
+    }

@@ -1,0 +1,274 @@
+"""Runs on disk: train into a run directory, resume it, load it, predict with it, make its twin.
+
+A run directory holds ``config.yaml`` (the fully resolved configuration), ``environment.json``,
+``history.jsonl`` (one record per epoch and per growth event), ``checkpoint/last.safetensors``
+(model, optimizer, trainer and strategy state, generator: everything ``resume`` needs),
+``summary.json``, ``growth.png``, ``preprocessing.json`` and ``model.safetensors`` (the final model
+alone). Nothing here prints; the CLI adds the progress bar through ``callbacks``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from . import __version__
+from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from .data import load_dataset, preprocess_features, read_features_file, decode_labels
+from .errors import ConfigError, DataError
+from .graph import GrowableNet
+from .graph.init import reinitialize
+from .methods import DEFAULTS, TRAINING_KEYS, build_method, resolve_config
+from .report.plots import plot_growth
+from .report.summary import summarize
+from .train.callbacks import Callback
+from .train.metrics import HIGHER_IS_BETTER
+from .train.trainer import Trainer
+
+__all__ = ["RunConfig", "train_run", "resume_run", "load_run", "predict_file", "twin_config"]
+
+log = logging.getLogger("selfexpand.runs")
+
+CHECKPOINT = Path("checkpoint") / "last.safetensors"
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; ``None`` training values come from the method's table row."""
+
+    method: str = "edge"
+    dataset: str = "digits"
+    target: str | None = None
+    data_dir: str | None = None
+    test_file: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int = 0
+    val_fraction: float = 0.2
+    max_params: int | None = None
+    device: str = "cpu"
+    out: str | None = None
+    settings: dict = field(default_factory=dict)
+    twin_of: str | None = None
+
+
+def _settings(config: RunConfig, data) -> dict:
+    table = DEFAULTS.get(config.method, {})
+    key = data.name if data.name in table else "*"
+    settings = resolve_config(config.method, key, config.settings)
+    for name in ("epochs", "batch_size", "lr"):
+        value = getattr(config, name)
+        if value is not None:
+            settings[name] = value
+    return settings
+
+
+def _load_data(config: RunConfig):
+    return load_dataset(config.dataset, data_dir=config.data_dir, target=config.target,
+                        test_file=config.test_file, seed=config.seed, val_fraction=config.val_fraction)
+
+
+def _new_run_dir(config: RunConfig, data) -> Path:
+    if config.out:
+        path = Path(config.out)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path("runs") / f"{data.name}-{config.method}-{stamp}"
+        k = 1
+        while path.exists():
+            k += 1
+            path = Path("runs") / f"{data.name}-{config.method}-{stamp}-{k}"
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError(f"out must be a new or empty folder (nothing is overwritten), got out={str(path)!r}")
+    (path / "checkpoint").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def twin_config(run_dir: str | Path, *, out: str | None = None) -> RunConfig:
+    """The static twin of a finished run: its final architecture, fresh values, same epochs,
+    optimizer, data and seed (DESIGN.md glossary)."""
+    run_dir = Path(run_dir)
+    config, summary = _read_config(run_dir), _read_json(run_dir / "summary.json")
+    twin = RunConfig(**{**config, "settings": dict(config["settings"])})
+    twin.twin_of, twin.out = str(run_dir), out
+    twin.epochs = summary["epochs"]
+    return twin
+
+
+def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: list[str] | None = None):
+    """Train a fresh run into a new run directory.
+
+    Returns:
+        ``(run_dir, summary)``.
+
+    Raises:
+        ConfigError / DataError: a bad setting or dataset, before anything is written.
+    """
+    data = _load_data(config)
+    if config.twin_of:
+        source = load_checkpoint(Path(config.twin_of) / "model.safetensors").model
+        model = GrowableNet.from_spec(source.spec(), source.state_dict())
+        reinitialize(model, config.seed)
+        settings = _settings(config, data)
+        method = build_method("static", resolve_config("static", "*"))
+        method.name = f"{config.method}-twin"
+    else:
+        settings = _settings(config, data)
+        model = GrowableNet.mlp([data.n_features, *settings["hidden"], data.n_outputs], seed=config.seed)
+        method = build_method(config.method, settings)
+    run_dir = _new_run_dir(config, data)
+    resolved = {**asdict(config), "resolved": settings, "out": str(run_dir)}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    _write_json(run_dir / "environment.json", _environment(config, command))
+    _write_json(run_dir / "preprocessing.json", {"task": data.task, "n_outputs": data.n_outputs,
+                                                 "input_shape": list(data.input_shape),
+                                                 "preprocessing": data.preprocessing})
+    trainer = _trainer(method, settings, config, callbacks, run_dir)
+    counts_start = model.counts()
+    result = trainer.fit(model, data)
+    return run_dir, _finish(run_dir, trainer, result, data, config, method.name, counts_start)
+
+
+def resume_run(run_dir: str | Path, *, epochs: int | None = None, callbacks: list[Callback] = ()):
+    """Continue a run from its last checkpoint until ``epochs`` in total (default: as configured).
+
+    Returns:
+        ``(run_dir, summary)``; the run directory's files are updated in place.
+    """
+    run_dir = Path(run_dir)
+    raw = _read_config(run_dir)
+    settings = dict(raw.pop("resolved"))
+    config = RunConfig(**{k: v for k, v in raw.items() if k in RunConfig.__dataclass_fields__})
+    if epochs is not None:
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"epochs must be a positive integer, got epochs={epochs!r}")
+        settings["epochs"] = epochs
+    ckpt = load_checkpoint(run_dir / CHECKPOINT, device=config.device)
+    data = _load_data(config)
+    name = "static" if config.twin_of else config.method
+    method = build_method(name, settings if name != "static" else resolve_config("static", "*"))
+    state = dict(ckpt.extra["trainer"])
+    state["generator"] = ckpt.tensors["generator"]
+    restore_rng_state({k: v for k, v in ckpt.tensors.items() if k != "generator"})
+    trainer = _trainer(method, settings, config, callbacks, run_dir)
+    counts_start = ckpt.extra["counts_start"]
+    result = trainer.fit(ckpt.model, data, optimizer=ckpt.optimizer, state=state)
+    method_name = f"{config.method}-twin" if config.twin_of else config.method
+    return run_dir, _finish(run_dir, trainer, result, data, config, method_name, counts_start)
+
+
+def load_run(run_dir: str | Path):
+    """The final model of a finished run and its preprocessing: ``(model, preprocessing)``.
+
+    ``preprocessing`` is the dict of ``preprocessing.json`` (task, input shape, and what
+    :func:`selfexpand.data.preprocess_features` needs).
+    """
+    run_dir = Path(run_dir)
+    model = load_checkpoint(run_dir / "model.safetensors").model
+    model.eval()
+    return model, _read_json(run_dir / "preprocessing.json")
+
+
+@torch.no_grad()
+def predict_file(run_dir: str | Path, path: str | Path) -> list:
+    """Predictions of a finished run for the rows of a CSV / NPZ file (labels decoded)."""
+    model, info = load_run(run_dir)
+    raw = read_features_file(path, info["preprocessing"])
+    out = model(preprocess_features(info["preprocessing"], raw))
+    if info["task"] == "classification":
+        return decode_labels(info["preprocessing"], out.argmax(1).numpy())
+    return out.numpy().tolist()
+
+
+# ---------------------------------------------------------------------- internals
+class _RunWriter(Callback):
+    """Writes ``history.jsonl`` and the checkpoint after every epoch (so a run can always resume)."""
+
+    def __init__(self, run_dir: Path, trainer: Trainer, counts_start: dict | None = None):
+        self.run_dir, self.trainer, self.counts_start = run_dir, trainer, counts_start
+
+    def on_train_begin(self, ctx, **kwargs) -> None:
+        if self.counts_start is None:
+            self.counts_start = ctx.model.counts()
+
+    def on_epoch_end(self, ctx, record: dict, **kwargs) -> None:
+        ctx.history.write_jsonl(self.run_dir / "history.jsonl")
+        state, tensors = self.trainer.state_dict()
+        save_checkpoint(self.run_dir / CHECKPOINT, ctx.model, ctx.optimizer,
+                        extra={"trainer": state, "counts_start": self.counts_start},
+                        tensors={**tensors, **rng_state()})
+
+
+def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path) -> Trainer:
+    trainer = Trainer(method, epochs=settings["epochs"], batch_size=settings["batch_size"],
+                      lr=settings["lr"], optimizer=settings["optimizer"],
+                      weight_decay=settings["weight_decay"], seed=config.seed,
+                      max_params=config.max_params, device=config.device)
+    counts = None
+    ckpt = run_dir / CHECKPOINT
+    if ckpt.exists():
+        from .checkpoint import load_checkpoint as _load
+
+        counts = _load(ckpt).extra.get("counts_start")
+    trainer.callbacks = [_RunWriter(run_dir, trainer, counts), *callbacks]
+    return trainer
+
+
+def _finish(run_dir: Path, trainer: Trainer, result, data, config: RunConfig, method: str,
+            counts_start: dict) -> dict:
+    ctx = trainer.ctx
+    test = ctx.evaluate("test")
+    summary = summarize(
+        method=method, dataset=data.name, seed=config.seed, history=result.history.records,
+        counts_start=counts_start, counts_final=result.model.counts(), metric_name=ctx.metric_name,
+        higher_is_better=HIGHER_IS_BETTER[ctx.metric_name], test_metric=test[ctx.metric_name],
+        train_seconds=result.train_seconds, growth_seconds=result.growth_seconds,
+        extra={"test_loss": test["loss"], "run_dir": str(run_dir)})
+    _write_json(run_dir / "summary.json", summary)
+    save_checkpoint(run_dir / "model.safetensors", result.model.cpu(),
+                    extra={"summary": summary})
+    result.model.to(trainer.device)
+    plot_growth(result.history.records, run_dir / "growth.png", ctx.metric_name)
+    return summary
+
+
+def _environment(config: RunConfig, command) -> dict:
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "selfexpand": __version__,
+            "platform": platform.platform(), "seed": config.seed, "device": config.device,
+            "threads": torch.get_num_threads(), "command": command or sys.argv}
+
+
+def _write_json(path: Path, value) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found; is {path.parent} a finished run directory?") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _read_config(run_dir: Path) -> dict:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; is {run_dir} a run directory?")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise DataError(f"{path}: not valid YAML ({exc})") from None
+    config.pop("out", None)
+    return config

@@ -1,0 +1,69 @@
+"""``EpsEdgePruner``: remove the eps edges that did not become useful (ALGORITHMS.md §1).
+
+``prune_after`` epochs after a split, the provisional (eps-born) edges of the new layer's connections
+are scored with the same statistics as the selection, min-max normalised jointly, and those whose
+score is **below** ``tau_prune`` are masked (the reference inverts this); the survivors stop being
+provisional, and the graph is compacted so that its storage follows what is left.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from ..ops import compact, prune_edges
+from .base import GrowthPart
+from .edge_statistics import EdgeStatistics
+
+__all__ = ["EpsEdgePruner"]
+
+
+class EpsEdgePruner(GrowthPart):
+    def __init__(self, statistics: EdgeStatistics, tau_prune: float = 0.1, prune_after: int = 2):
+        if not 0 <= tau_prune <= 1:
+            raise ConfigError(f"tau_prune must be in [0, 1], got tau_prune={tau_prune!r}")
+        if isinstance(prune_after, bool) or not isinstance(prune_after, int) or prune_after < 0:
+            raise ConfigError(f"prune_after must be an integer >= 0, got prune_after={prune_after!r}")
+        self.statistics, self.tau_prune, self.prune_after = statistics, tau_prune, prune_after
+        self.pending: list[list] = []  # [due_epoch, layer]
+
+    def on_grow_end(self, ctx, events: list) -> None:
+        for event in events:
+            if event.kind == "split_edges":
+                self.pending.append([ctx.epoch + self.prune_after, event.details["layer"]])
+
+    def on_epoch_end(self, ctx) -> list:
+        due = [layer for epoch, layer in self.pending if epoch <= ctx.epoch]
+        if not due:
+            return []
+        self.pending = [p for p in self.pending if p[0] > ctx.epoch]
+        model = ctx.model
+        names = [n for n, c in model.connections.items()
+                 if c.provisional is not None and (c.source in due or c.target in due)]
+        if not names:
+            return []
+        scores = self.statistics.scores(ctx, names)
+        candidates = {n: model.connections[n].provisional & model.connections[n].live() for n in names}
+        values = torch.cat([scores[n][candidates[n]] for n in names])
+        if values.numel() == 0:
+            return []
+        low, high = values.min(), values.max()
+        span = high - low if high > low else torch.ones_like(high)
+        edges = {}
+        for n in names:
+            doomed = candidates[n] & ((scores[n] - low) / span < self.tau_prune)
+            rows, cols = torch.nonzero(doomed, as_tuple=True)
+            edges[n] = (rows, cols)
+        events = []
+        if any(r.numel() for r, _ in edges.values()):
+            events.append(prune_edges(model, edges, optimizer=ctx.optimizer))
+        for n in names:
+            model.connections[n].provisional = None
+        events.append(compact(model, optimizer=ctx.optimizer))
+        return events
+
+    def state_dict(self) -> dict:
+        return {"pending": self.pending}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pending = [list(p) for p in state.get("pending", [])]

@@ -1,0 +1,90 @@
+"""Per-edge statistics for edge expansion, accumulated during the training epoch.
+
+After every training batch (``on_batch_end``, gradients still in ``.grad``) the per-edge quantity of
+``metric`` is added to running sums for the tracked connections: those into the output layer (split
+candidates) and those with provisional edges (pruning candidates). ``aggregation`` turns them into one
+score per edge: the mean over the epoch's batches, or the variance across them. No extra pass over
+the data is needed; only when the sums do not match the graph any more (a structural change since,
+or a resumed run) does :meth:`EdgeStatistics.scores` run one gradient pass to rebuild them.
+
+Metrics (per batch): ``abs_grad`` ``|dL/dw|`` (the reference's default), ``grad`` ``dL/dw`` (with
+``variance``: the gradient variance), ``weight_sq`` ``w^2``, ``abs_weight`` ``|w|``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from .base import GrowthPart
+
+__all__ = ["EdgeStatistics", "METRICS", "AGGREGATIONS"]
+
+METRICS = ("abs_grad", "grad", "weight_sq", "abs_weight")
+AGGREGATIONS = ("mean", "variance")
+
+
+def _quantity(metric: str, conn) -> torch.Tensor:
+    if metric in ("abs_grad", "grad"):
+        g = conn.weight.grad
+        if g is None:
+            g = torch.zeros_like(conn.weight)
+        return g.abs() if metric == "abs_grad" else g
+    w = conn.effective_weight().detach()
+    return w * w if metric == "weight_sq" else w.abs()
+
+
+class EdgeStatistics(GrowthPart):
+    """Running per-edge sums of ``metric`` over the current epoch's batches."""
+
+    def __init__(self, metric: str = "abs_grad", aggregation: str = "mean"):
+        if metric not in METRICS:
+            raise ConfigError(f"metric must be one of {list(METRICS)}, got metric={metric!r}")
+        if aggregation not in AGGREGATIONS:
+            raise ConfigError(f"aggregation must be one of {list(AGGREGATIONS)}, got aggregation={aggregation!r}")
+        self.metric, self.aggregation = metric, aggregation
+        self._sums: dict[str, tuple] = {}
+        self._batches = 0
+
+    @staticmethod
+    def tracked(model) -> list[str]:
+        """Connections into the output layer and connections with provisional edges."""
+        return [name for name, c in model.connections.items()
+                if c.target == model.output_name or c.provisional is not None]
+
+    def on_epoch_begin(self, ctx) -> None:
+        self._reset(ctx.model)
+
+    def _reset(self, model) -> None:
+        self._sums = {}
+        for name in self.tracked(model):
+            w = model.connections[name].weight
+            self._sums[name] = (w, torch.zeros_like(w.detach()), torch.zeros_like(w.detach()))
+        self._batches = 0
+
+    @torch.no_grad()
+    def on_batch_end(self, ctx) -> None:
+        connections = ctx.model.connections
+        for name, (_, total, squares) in self._sums.items():
+            q = _quantity(self.metric, connections[name])
+            total.add_(q)
+            if self.aggregation == "variance":
+                squares.addcmul_(q, q)
+        self._batches += 1
+
+    def _fresh(self, model, names: list[str]) -> bool:
+        return self._batches > 0 and all(
+            name in self._sums and self._sums[name][0] is model.connections[name].weight for name in names)
+
+    def scores(self, ctx, names: list[str]) -> dict[str, torch.Tensor]:
+        """Aggregated score of every stored edge of connections ``names`` (masked edges included)."""
+        if not self._fresh(ctx.model, names):
+            self._reset(ctx.model)
+            ctx.gradient_pass(lambda: self.on_batch_end(ctx))
+        n = self._batches
+        out = {}
+        for name in names:
+            _, total, squares = self._sums[name]
+            mean = total / n
+            out[name] = mean if self.aggregation == "mean" else (squares / n - mean * mean).clamp_min(0)
+        return out

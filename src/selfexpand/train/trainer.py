@@ -1,0 +1,216 @@
+"""``Trainer.fit``: epochs over in-memory tensors, evaluation, growth, records.
+
+Per epoch: train on shuffled mini-batches (each growth part sees every batch after the step, so
+statistics cost no extra pass), evaluate on the validation split, let the parts act (pruning), ask
+the trigger, select, grow, record. ``--epochs`` is the total budget of training epochs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import ConfigError
+from ..strategies.base import GrowthPart, Initializer, Selector, Trigger
+from .callbacks import Callback
+from .context import GrowthContext
+from .history import History
+from .metrics import HIGHER_IS_BETTER, task_loss, task_metric
+
+__all__ = ["Trainer", "GrowthMethod", "FitResult", "make_optimizer", "OPTIMIZERS"]
+
+log = logging.getLogger("selfexpand.train")
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+              "rmsprop": torch.optim.RMSprop}
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """An optimizer by name (``adam``, ``adamw``, ``sgd`` with momentum 0.9, ``rmsprop``)."""
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got optimizer={name!r}")
+    if not lr > 0:
+        raise ConfigError(f"lr must be > 0, got lr={lr!r}")
+    extra = {"momentum": 0.9} if name == "sgd" else {}
+    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **extra)
+
+
+@dataclass
+class GrowthMethod:
+    """A method: trigger (WHEN), selector (WHERE), initializer (HOW), and helper parts."""
+
+    name: str
+    trigger: Trigger | None = None
+    selector: Selector | None = None
+    initializer: Initializer | None = None
+    extras: list[GrowthPart] = field(default_factory=list)
+
+    def parts(self) -> list[GrowthPart]:
+        return [p for p in (*self.extras, self.trigger, self.selector, self.initializer) if p is not None]
+
+    def state_dict(self) -> dict:
+        return {str(i): p.state_dict() for i, p in enumerate(self.parts())}
+
+    def load_state_dict(self, state: dict) -> None:
+        for i, part in enumerate(self.parts()):
+            part.load_state_dict(state.get(str(i), {}))
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    history: History
+    train_seconds: float
+    growth_seconds: float
+
+
+class Trainer:
+    """Trains a growable network and lets a :class:`GrowthMethod` grow it.
+
+    Args:
+        method: the growth method (None: a static run).
+        epochs: total training epochs of the run.
+        batch_size, lr, optimizer, weight_decay: training settings.
+        seed: seeds the data order and random initial values of growth.
+        max_params: growth never makes ``params`` exceed this.
+        callbacks: :class:`Callback` instances.
+        device: where to train.
+    """
+
+    def __init__(self, method: GrowthMethod | None = None, *, epochs: int = 10, batch_size: int = 64,
+                 lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0, seed: int = 0,
+                 max_params: int | None = None, callbacks: list[Callback] | None = None,
+                 device: str | torch.device = "cpu"):
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
+        if max_params is not None and (not isinstance(max_params, int) or max_params < 1):
+            raise ConfigError(f"max_params must be a positive integer, got max_params={max_params!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got optimizer={optimizer!r}")
+        self.method = method or GrowthMethod("static")
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.optimizer_name, self.weight_decay = optimizer, weight_decay
+        self.seed, self.max_params = seed, max_params
+        self.callbacks = list(callbacks or [])
+        self.device = torch.device(device)
+        self.ctx: GrowthContext | None = None
+
+    def fit(self, model, data, *, optimizer: torch.optim.Optimizer | None = None,
+            state: dict | None = None) -> FitResult:
+        """Train ``model`` on ``data`` (a ``selfexpand.data.Dataset``) until ``epochs`` are done.
+
+        Args:
+            optimizer: resume with this optimizer (its state carried); default: a fresh one.
+            state: :meth:`state_dict` of an earlier run, to continue exactly where it stopped.
+        """
+        model = model.to(self.device)
+        data = _to_device(data, self.device)
+        if optimizer is None:
+            optimizer = make_optimizer(self.optimizer_name, model.parameters(), self.lr, self.weight_decay)
+        generator = torch.Generator().manual_seed(self.seed)
+        ctx = GrowthContext(model=model, optimizer=optimizer, loss_fn=task_loss(data.task), data=data,
+                            batch_size=self.batch_size, generator=generator, device=self.device,
+                            max_params=self.max_params, metric_name=task_metric(data.task),
+                            epochs_total=self.epochs)
+        self.ctx = ctx
+        spent = {"train": 0.0, "growth": 0.0}
+        self._spent = spent
+        if state is not None:
+            self._load_state(ctx, state, spent)
+        parts = self.method.parts()
+        self._call("on_train_begin", ctx)
+        for part in parts:
+            part.on_train_begin(ctx)
+        while ctx.epoch < self.epochs and not ctx.stop_training:
+            self._epoch(ctx, parts, spent)
+        self._call("on_train_end", ctx)
+        return FitResult(model, optimizer, ctx.history, spent["train"], spent["growth"])
+
+    # ------------------------------------------------------------------ one epoch
+    def _epoch(self, ctx: GrowthContext, parts: list[GrowthPart], spent: dict) -> None:
+        start = time.perf_counter()
+        self._call("on_epoch_begin", ctx)
+        for part in parts:
+            part.on_epoch_begin(ctx)
+        model, optimizer = ctx.model, ctx.optimizer
+        model.train()
+        total, count = torch.zeros((), device=self.device), 0
+        for xb, yb in ctx.train_batches():
+            optimizer.zero_grad(set_to_none=True)
+            loss = ctx.loss_fn(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            for part in parts:
+                part.on_batch_end(ctx)
+            total += loss.detach() * xb.shape[0]
+            count += xb.shape[0]
+        ctx.epoch += 1
+        val = ctx.evaluate("val")
+        epoch_seconds = time.perf_counter() - start
+        counts = model.counts()
+        record = {"type": "epoch", "epoch": ctx.epoch, "train_loss": float(total) / max(count, 1),
+                  "val_loss": val["loss"], "val_metric": val[ctx.metric_name], **counts,
+                  "seconds": epoch_seconds}
+        ctx.history.append(record)
+        grow_start = time.perf_counter()
+        events = []
+        for part in parts:
+            events += part.on_epoch_end(ctx)
+        reason = ""
+        if self.method.trigger is not None:
+            decision = self.method.trigger.should_grow(ctx)
+            reason = decision.reason
+            if decision.grow:
+                sites = self.method.selector.select(ctx) if self.method.selector else []
+                if sites:
+                    events += self.method.initializer.grow(ctx, sites)
+        growth_seconds = time.perf_counter() - grow_start if events else 0.0
+        if events:
+            for part in parts:
+                part.on_grow_end(ctx, events)
+            for event in events:
+                ctx.history.append({"type": "growth", "epoch": ctx.epoch, "reason": reason,
+                                    **event.to_dict()})
+        spent["growth"] += growth_seconds
+        spent["train"] += time.perf_counter() - start
+        self._call("on_epoch_end", ctx, record=record)
+        if events:
+            self._call("on_grow_end", ctx, events=events, reason=reason)
+
+    def _call(self, hook: str, ctx, **kwargs) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(ctx, **kwargs)
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """JSON-able trainer state and the tensors that go with it (the data-order generator)."""
+        ctx = self.ctx
+        state = {"epoch": ctx.epoch, "method": self.method.state_dict(),
+                 "history": ctx.history.state_dict(), "spent": dict(self._spent)}
+        return state, {"generator": ctx.generator.get_state()}
+
+    def _load_state(self, ctx: GrowthContext, state: dict, spent: dict) -> None:
+        ctx.epoch = int(state["epoch"])
+        ctx.history.load_state_dict(state["history"])
+        self.method.load_state_dict(state["method"])
+        if "generator" in state:
+            ctx.generator.set_state(state["generator"])
+        spent.update(state.get("spent", {}))
+
+
+def _to_device(data, device):
+    if data.x_train.device == device:
+        return data
+    import dataclasses
+
+    moved = {k: getattr(data, k).to(device) for k in
+             ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+    return dataclasses.replace(data, **moved)
+
+
+__all__ += ["HIGHER_IS_BETTER"]
