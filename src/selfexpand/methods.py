@@ -32,8 +32,8 @@ _EDGE_REFERENCE = dict(
 DEFAULTS: dict[str, dict[str, dict]] = {
     "edge": {
         "*": _EDGE_REFERENCE,
-        "digits": {**_EDGE_REFERENCE, "epochs": 60, "batch_size": 32, "lr": 3e-3, "plateau_threshold": 0.01,
-                   "min_gap": 4, "window": 3, "max_new": 64, "tau": 0.3},
+        "digits": {**_EDGE_REFERENCE, "epochs": 60, "batch_size": 32, "lr": 1e-2, "plateau_threshold": 0.01,
+                   "min_gap": 4, "window": 3, "max_new": 32, "tau": 0.3},
         "mnist": {**_EDGE_REFERENCE},
         "fashion-mnist": {**_EDGE_REFERENCE, "batch_size": 64, "optimizer": "adamw", "lr": 2e-4,
                           "weight_decay": 1e-3, "aggregation": "variance", "tau": 0.3,
@@ -42,7 +42,7 @@ DEFAULTS: dict[str, dict[str, dict]] = {
     "edge-reference": {"*": _EDGE_REFERENCE},
     "static": {
         "*": dict(epochs=20, batch_size=128, lr=1e-3, optimizer="adam", weight_decay=0.0, hidden=[]),
-        "digits": dict(epochs=60, batch_size=32, lr=3e-3, optimizer="adam", weight_decay=0.0, hidden=[]),
+        "digits": dict(epochs=60, batch_size=32, lr=1e-2, optimizer="adam", weight_decay=0.0, hidden=[]),
     },
 }
 

@@ -20,7 +20,8 @@ __all__ = ["EpsEdgePruner"]
 
 class EpsEdgePruner(GrowthPart):
     def __init__(self, statistics: EdgeStatistics, tau_prune: float = 0.1, prune_after: int = 2):
-        if not 0 <= tau_prune <= 1:
+        if isinstance(tau_prune, bool) or not isinstance(tau_prune, (int, float)) \
+                or not 0 <= tau_prune <= 1:
             raise ConfigError(f"tau_prune must be in [0, 1], got tau_prune={tau_prune!r}")
         if isinstance(prune_after, bool) or not isinstance(prune_after, int) or prune_after < 0:
             raise ConfigError(f"prune_after must be an integer >= 0, got prune_after={prune_after!r}")

@@ -3,9 +3,12 @@
 After every training batch (``on_batch_end``, gradients still in ``.grad``) the per-edge quantity of
 ``metric`` is added to running sums for the tracked connections: those into the output layer (split
 candidates) and those with provisional edges (pruning candidates). ``aggregation`` turns them into one
-score per edge: the mean over the epoch's batches, or the variance across them. No extra pass over
-the data is needed; only when the sums do not match the graph any more (a structural change since,
-or a resumed run) does :meth:`EdgeStatistics.scores` run one gradient pass to rebuild them.
+score per edge: the mean over the epoch's batches, or the (population) variance across them. The
+variance sums are taken around the first batch's value, so that a small spread is not lost to
+cancellation: with the weight metrics it is about the learning rate times the weight, far below
+float32's rounding of ``E[q^2] - E[q]^2`` taken on the raw values. No extra pass over the data is
+needed; only when the sums do not match the graph any more (a structural change since, or a resumed
+run) does :meth:`EdgeStatistics.scores` run one gradient pass to rebuild them.
 
 Metrics (per batch): ``abs_grad`` ``|dL/dw|`` (the reference's default), ``grad`` ``dL/dw`` (with
 ``variance``: the gradient variance), ``weight_sq`` ``w^2``, ``abs_weight`` ``|w|``.
@@ -44,6 +47,7 @@ class EdgeStatistics(GrowthPart):
             raise ConfigError(f"aggregation must be one of {list(AGGREGATIONS)}, got aggregation={aggregation!r}")
         self.metric, self.aggregation = metric, aggregation
         self._sums: dict[str, tuple] = {}
+        self._shifts: dict[str, torch.Tensor] = {}  # variance: each edge's first quantity
         self._batches = 0
 
     @staticmethod
@@ -57,6 +61,7 @@ class EdgeStatistics(GrowthPart):
 
     def _reset(self, model) -> None:
         self._sums = {}
+        self._shifts = {}
         for name in self.tracked(model):
             w = model.connections[name].weight
             self._sums[name] = (w, torch.zeros_like(w.detach()), torch.zeros_like(w.detach()))
@@ -67,9 +72,12 @@ class EdgeStatistics(GrowthPart):
         connections = ctx.model.connections
         for name, (_, total, squares) in self._sums.items():
             q = _quantity(self.metric, connections[name])
-            total.add_(q)
             if self.aggregation == "variance":
+                if name not in self._shifts:
+                    self._shifts[name] = q.clone()
+                q = q - self._shifts[name]
                 squares.addcmul_(q, q)
+            total.add_(q)
         self._batches += 1
 
     def _fresh(self, model, names: list[str]) -> bool:
@@ -77,7 +85,10 @@ class EdgeStatistics(GrowthPart):
             name in self._sums and self._sums[name][0] is model.connections[name].weight for name in names)
 
     def scores(self, ctx, names: list[str]) -> dict[str, torch.Tensor]:
-        """Aggregated score of every stored edge of connections ``names`` (masked edges included)."""
+        """Aggregated score of every stored edge of connections ``names`` (masked edges included).
+
+        For ``variance`` the sums hold ``q - shift`` (shift: the first batch's ``q``); the variance
+        does not depend on the shift."""
         if not self._fresh(ctx.model, names):
             self._reset(ctx.model)
             ctx.gradient_pass(lambda: self.on_batch_end(ctx))

@@ -169,7 +169,8 @@ class Trainer:
                 sites = self.method.selector.select(ctx) if self.method.selector else []
                 if sites:
                     events += self.method.initializer.grow(ctx, sites)
-        growth_seconds = time.perf_counter() - grow_start if events else 0.0
+        growth_seconds = time.perf_counter() - grow_start
+        record["growth_seconds"] = growth_seconds
         if events:
             for part in parts:
                 part.on_grow_end(ctx, events)

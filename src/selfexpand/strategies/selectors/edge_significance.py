@@ -39,10 +39,12 @@ def split_cost(parent_keys: torch.Tensor, n_outputs: int, signed: bool) -> torch
 class EdgeSignificanceSelector(Selector):
     def __init__(self, statistics: EdgeStatistics, tau: float = 0.7, max_new: int = 900,
                  signed="auto"):
-        if not 0 <= tau < 1:
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 <= tau < 1:
             raise ConfigError(f"tau must be in [0, 1), got tau={tau!r}")
         if isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 1:
             raise ConfigError(f"max_new must be a positive integer, got max_new={max_new!r}")
+        if signed not in ("auto", True, False):
+            raise ConfigError(f"signed must be 'auto', true or false, got signed={signed!r}")
         self.statistics, self.tau, self.max_new, self.signed = statistics, tau, max_new, signed
 
     def select(self, ctx) -> list[Site]:

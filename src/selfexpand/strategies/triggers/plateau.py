@@ -16,7 +16,8 @@ __all__ = ["PlateauTrigger"]
 class PlateauTrigger(Trigger):
     def __init__(self, plateau_threshold: float = 0.005, min_gap: int = 8, window: int = 5,
                  prune_after: int = 2):
-        if not plateau_threshold > 0:
+        if isinstance(plateau_threshold, bool) or not isinstance(plateau_threshold, (int, float)) \
+                or not plateau_threshold > 0:
             raise ConfigError(f"plateau_threshold must be > 0, got plateau_threshold={plateau_threshold!r}")
         for name, value in (("min_gap", min_gap), ("window", window), ("prune_after", prune_after)):
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "window" else 0):
