@@ -196,9 +196,9 @@ def test_only_the_due_layers_are_pruned():
     second = ops.split_edges(net, {"input_to_output": ([1, 2], [3, 4])}, eps=1e-8,
                              generator=ctx.generator)
     pruner.on_grow_end(ctx, [second])
-    assert pruner.pending == [[4, "h1"], [5, "h2"]]
+    assert pruner.pending == [[4, first.details["connections"]], [5, second.details["connections"]]]
     h2_eps = {e for e in provisional_edges(net) if "h2" in e[:2]}
     ctx.epoch = 4
     pruner.on_epoch_end(ctx)
     assert provisional_edges(net) == h2_eps  # h1's gone (tau_prune 1 prunes all but the best)
-    assert pruner.pending == [[5, "h2"]]
+    assert pruner.pending == [[5, second.details["connections"]]]

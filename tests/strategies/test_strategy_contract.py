@@ -174,12 +174,12 @@ def test_method_state_round_trip():
     cfg = resolve_config("edge", "digits")
     method = build_method("edge", cfg)
     method.trigger.t_last = 7
-    method.extras[1].pending = [[9, "h3"]]
+    method.extras[1].pending = [[9, ["input_to_h3", "h3_to_output"]]]
     state = json.loads(json.dumps(method.state_dict()))
     fresh = build_method("edge", cfg)
     fresh.load_state_dict(state)
     assert fresh.state_dict() == method.state_dict()
-    assert fresh.trigger.t_last == 7 and fresh.extras[1].pending == [[9, "h3"]]
+    assert fresh.trigger.t_last == 7 and fresh.extras[1].pending == [[9, ["input_to_h3", "h3_to_output"]]]
 
 
 # ------------------------------------------------------------------ bad constructor arguments

@@ -26,21 +26,20 @@ class EpsEdgePruner(GrowthPart):
         if isinstance(prune_after, bool) or not isinstance(prune_after, int) or prune_after < 0:
             raise ConfigError(f"prune_after must be an integer >= 0, got prune_after={prune_after!r}")
         self.statistics, self.tau_prune, self.prune_after = statistics, tau_prune, prune_after
-        self.pending: list[list] = []  # [due_epoch, layer]
+        self.pending: list[list] = []  # [due_epoch, [connections of the split]]
 
     def on_grow_end(self, ctx, events: list) -> None:
         for event in events:
             if event.kind == "split_edges":
-                self.pending.append([ctx.epoch + self.prune_after, event.details["layer"]])
+                self.pending.append([ctx.epoch + self.prune_after, list(event.details["connections"])])
 
     def on_epoch_end(self, ctx) -> list:
-        due = [layer for epoch, layer in self.pending if epoch <= ctx.epoch]
+        due = {name for epoch, names in self.pending if epoch <= ctx.epoch for name in names}
         if not due:
             return []
         self.pending = [p for p in self.pending if p[0] > ctx.epoch]
         model = ctx.model
-        names = [n for n, c in model.connections.items()
-                 if c.provisional is not None and (c.source in due or c.target in due)]
+        names = [n for n, c in model.connections.items() if n in due and c.provisional is not None]
         if not names:
             return []
         scores = self.statistics.scores(ctx, names)
