@@ -3,9 +3,10 @@ of ``tests/graph`` and ``tests/ops`` (``tests/ops/conftest.py`` puts this folder
 
 A :class:`Case` is a net, a fixed input batch ``x`` and whether ``x`` is non-negative;
 :func:`nonneg` tells whether a layer's outputs are known non-negative (the input when ``x`` is, a
-ReLU layer whose modulator factors are all >= 0 at that moment). Values are drawn from a ``torch.Generator`` seeded by hypothesis, so every example replays.
+ReLU layer whose modulator factors are all >= 0 at that moment). Values are drawn from a
+``torch.Generator`` seeded by hypothesis, so every example replays.
 
-Every op of :data:`OPS` returns the outputs the net must still produce afterwards: the outputs
+:func:`apply_op` returns the outputs the net must still produce after an op of :data:`OPS`: those
 before the op, except for ``prune_compact`` where the pruned net's outputs are the reference (pruning
 changes the function; compaction must not).
 """

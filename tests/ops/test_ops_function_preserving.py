@@ -9,7 +9,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphkit import OPS, TOL, apply_op, draw_case, outputs, spec_round_trip
+from graphkit import OPS, TOL, apply_op, check_compacted, draw_case, live_edges, outputs, spec_round_trip
+from selfexpand import ops
+from selfexpand.graph import GrowableNet
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -33,13 +35,16 @@ def _train_steps(net, optimizer, x, n=2):
 @given(data=st.data())
 def test_random_op_sequences_preserve_outputs(data):
     case = draw_case(data)
-    kinds = data.draw(st.lists(st.sampled_from(sorted(OPS) + ["spec_round_trip"]), min_size=1,
-                               max_size=6), label="ops")
+    kinds = data.draw(st.lists(st.sampled_from(sorted(OPS) + ["spec_round_trip", "export"]),
+                               min_size=1, max_size=6), label="ops")
     for kind in kinds:
         if kind == "spec_round_trip":
-            before = outputs(case.net, case.x)
+            reference = outputs(case.net, case.x)
             case.net = spec_round_trip(case.net)
-            reference = before
+        elif kind == "export":
+            reference = outputs(case.net, case.x)
+            torch.testing.assert_close(outputs(case.net.export(), case.x), reference, **TOL,
+                                       msg=lambda m: f"export: {m}\n{case.log}")
         else:
             _, reference = apply_op(case, kind, data)
         after = outputs(case.net, case.x)
@@ -76,9 +81,6 @@ def test_compaction_alone_preserves_outputs_and_shrinks_storage(data):
     for kind in data.draw(st.lists(st.sampled_from(["split_edges", "insert_identity", "add_units"]),
                                    max_size=3), label="growth"):
         apply_op(case, kind, data)
-    from graphkit import check_compacted, live_edges
-    from selfexpand import ops
-
     edges = live_edges(case.net)
     chosen = data.draw(st.lists(st.sampled_from(edges), min_size=1, max_size=len(edges), unique=True),
                        label="prune")
@@ -99,8 +101,6 @@ def test_compaction_alone_preserves_outputs_and_shrinks_storage(data):
 @pytest.mark.parametrize("signed_input, signed", [(False, False), (True, True), (False, True)])
 def test_split_with_eps_zero_is_exact_on_a_fixed_example(signed_input, signed):
     """A deterministic anchor for the property above (no hypothesis)."""
-    from selfexpand import ops
-    from selfexpand.graph import GrowableNet
 
     gen = torch.Generator().manual_seed(3)
     net = GrowableNet.mlp([5, 4, 3], seed=1)
@@ -112,8 +112,6 @@ def test_split_with_eps_zero_is_exact_on_a_fixed_example(signed_input, signed):
 
 def test_unsigned_split_of_signed_inputs_is_not_exact():
     """The property test can fail: with negative parent values the unsigned split changes outputs."""
-    from selfexpand import ops
-    from selfexpand.graph import GrowableNet
 
     net = GrowableNet.mlp([3, 2], seed=0)
     x = -torch.ones(4, 3)

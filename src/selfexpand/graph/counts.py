@@ -22,7 +22,9 @@ def _numel(module) -> int:
 @torch.no_grad()
 def count_params(net) -> dict[str, int]:
     """All five counts of ``net`` as plain ints."""
-    live = {name: layer.live_units() for name, layer in net.layers.items()}
+    # the input layer holds no tensor (its mask is made on the CPU): bring every mask to the graph's device
+    device = net.layers[net.output_name].bias.device
+    live = {name: layer.live_units().to(device) for name, layer in net.layers.items()}
     weights_active = 0
     stored = 0
     for conn in net.connections.values():

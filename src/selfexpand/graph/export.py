@@ -64,7 +64,8 @@ def export_graph(net) -> nn.Module:
     out_layer = net.layers[net.output_name]
     if out_layer.modulator is not None and not isinstance(out_layer.activation, nn.Identity):
         raise ConfigError("cannot export a modulated output layer with a non-identity activation")
-    keep = {n: l.live_units() for n, l in net.layers.items()}
+    # the input layer holds no tensor (its mask is made on the CPU): bring every mask to the graph's device
+    keep = {n: l.live_units().to(out_layer.bias.device) for n, l in net.layers.items()}
     keep[net.output_name] = torch.ones_like(keep[net.output_name])
     new_pos = {}
     for name, mask in keep.items():
@@ -91,8 +92,9 @@ def export_graph(net) -> nn.Module:
         new_rows = new_pos[conn.target][rows[row_keep]]
         if w.numel() == 0:
             continue
-        in_idx = None if (conn.in_index is None and bool(col_keep.all())) else new_cols
-        out_idx = None if (conn.out_index is None and bool(row_keep.all())) else new_rows
+        # a connection that read (wrote) all units still does: dropped units leave the layer too
+        in_idx = None if conn.in_index is None else new_cols
+        out_idx = None if conn.out_index is None else new_rows
         edges.append((conn.source, conn.target, w, in_idx, out_idx, None))
     if factor[net.output_name] is not None:
         biases[net.output_name] *= factor[net.output_name].detach()
@@ -108,14 +110,15 @@ def export_graph(net) -> nn.Module:
         modules: list[nn.Module] = [front] if front is not None else [nn.Flatten()]
         for name in net.order[1:]:
             w = by_target[name][2]
-            linear = nn.Linear(w.shape[1], w.shape[0]).to(w.device)
+            linear = nn.Linear(w.shape[1], w.shape[0], device=w.device, dtype=w.dtype)
             linear.weight.copy_(w)
             linear.bias.copy_(biases[name])
             modules.append(linear)
             if not isinstance(activations[name], nn.Identity):
                 modules.append(activations[name])
         return nn.Sequential(*modules).train(net.training)
-    exported = ExportedGraph(net.order, sizes, activations, front, edges).to(out_layer.bias.device)
+    exported = ExportedGraph(net.order, sizes, activations, front, edges).to(
+        device=out_layer.bias.device, dtype=out_layer.bias.dtype)
     for name in net.order[1:]:
         exported.biases[name].copy_(biases[name])
     return exported.train(net.training)

@@ -51,8 +51,10 @@ def _compact_connections(edit: Edit, net) -> bool:
         cols = torch.nonzero(live.any(0)).flatten()
         if rows.numel() < c.shape[0] or cols.numel() < c.shape[1]:
             n_src, n_tgt = net.layers[c.source].size, net.layers[c.target].size
+            all_cols, all_rows = cols.numel() == c.shape[1], rows.numel() == c.shape[0]
             resize_connection(edit, c, c.weight.detach()[rows][:, cols], rows, cols,
-                              in_index=c.source_units(n_src)[cols], out_index=c.target_units(n_tgt)[rows])
+                              in_index=c.in_index if all_cols else c.source_units(n_src)[cols],
+                              out_index=c.out_index if all_rows else c.target_units(n_tgt)[rows])
             changed = True
         if bool(c.mask.bool().all()):
             c.mask = None

@@ -17,6 +17,7 @@ import math
 import torch
 
 from ..errors import ConfigError, GrowthError
+from ..graph.activations import make_activation
 from ..graph.parts import Layer
 from .checks import require_connection
 from .edit import Edit
@@ -26,40 +27,74 @@ from .optimizer_state import zero_first_moments
 __all__ = ["split_edges", "prune_edges", "normalize_edges"]
 
 
+def _index_list(name: str, values) -> torch.Tensor:
+    """``values`` as a flat long tensor; non-integral or non-finite values are refused, not truncated."""
+    try:
+        index = torch.as_tensor(values).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigError(f"edge indices of {name!r} must be integers, got {values!r}") from None
+    if index.is_floating_point() and not bool((torch.isfinite(index) & (index == index.round())).all()):
+        raise ConfigError(f"edge indices of {name!r} must be integers, got {index.tolist()}")
+    return index.long()
+
+
+def _pairs(rows: torch.Tensor, cols: torch.Tensor, limit: int = 10) -> str:
+    """``[(row, col), ...]`` for a message (at most ``limit`` shown)."""
+    shown = [(int(r), int(c)) for r, c in zip(rows[:limit], cols[:limit])]
+    return f"{shown}" + (f" (+{rows.numel() - limit} more)" if rows.numel() > limit else "")
+
+
 def normalize_edges(net, edges) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """``edges`` as ``[(connection, rows, cols)]`` from a list of ``(connection, row, col)`` triples
     or a dict ``{connection: (rows, cols)}``; validated: known, in range, distinct, live."""
     if isinstance(edges, dict):
-        items = [(name, torch.as_tensor(r, dtype=torch.long).flatten(),
-                  torch.as_tensor(c, dtype=torch.long).flatten()) for name, (r, c) in edges.items()]
+        items = []
+        for name, pair in edges.items():
+            try:
+                rows, cols = pair
+            except (TypeError, ValueError):
+                raise ConfigError(f"edges[{name!r}] must be a pair (rows, cols), got {pair!r}") from None
+            items.append((name, _index_list(name, rows), _index_list(name, cols)))
     else:
         grouped: dict[str, tuple[list, list]] = {}
         for triple in edges:
-            if len(triple) != 3:
-                raise ConfigError(f"each edge must be (connection, row, col), got {triple!r}")
-            grouped.setdefault(triple[0], ([], []))
-            grouped[triple[0]][0].append(int(triple[1]))
-            grouped[triple[0]][1].append(int(triple[2]))
+            try:
+                name, row, col = triple
+                row, col = int(row), int(col)
+                if (row, col) != (triple[1], triple[2]):
+                    raise ValueError
+            except (TypeError, ValueError, OverflowError):
+                raise ConfigError(f"each edge must be (connection, row, col) with integer row and col, "
+                                  f"got {triple!r}") from None
+            grouped.setdefault(name, ([], []))
+            grouped[name][0].append(row)
+            grouped[name][1].append(col)
         items = [(n, torch.tensor(r, dtype=torch.long), torch.tensor(c, dtype=torch.long))
                  for n, (r, c) in grouped.items()]
-    items = [(n, r, c) for n, r, c in items if r.numel()]
+    items = [(n, r, c) for n, r, c in items if r.numel() or c.numel()]
     if not items:
         raise GrowthError("edges must name at least one edge, got none")
     for name, rows, cols in items:
         require_connection(net, name)
         conn = net.connections[name]
         if rows.numel() != cols.numel():
-            raise GrowthError(f"edges of {name!r}: {rows.numel()} rows but {cols.numel()} cols")
+            raise GrowthError(f"edges of {name!r} must pair each row with a col, got {rows.numel()} rows "
+                              f"but {cols.numel()} cols")
         n_rows, n_cols = conn.shape
         if bool((rows < 0).any() | (rows >= n_rows).any() | (cols < 0).any() | (cols >= n_cols).any()):
             raise GrowthError(f"edges of {name!r} must lie in its shape {conn.shape}, got rows "
                               f"{rows.min().item()}..{rows.max().item()}, cols {cols.min().item()}..{cols.max().item()}")
         flat = rows * n_cols + cols
-        if flat.unique().numel() != flat.numel():
-            raise GrowthError(f"edges of {name!r} must be distinct; some repeat")
+        unique, counts = flat.unique(return_counts=True)
+        if bool((counts > 1).any()):
+            repeated = unique[counts > 1]
+            raise GrowthError(f"edges of {name!r} must be distinct, got repeated edges "
+                              f"{_pairs(repeated // n_cols, repeated % n_cols)}")
         device = conn.weight.device
-        if not bool(conn.live()[rows.to(device), cols.to(device)].all()):
-            raise GrowthError(f"edges of {name!r} must be live; some are masked already")
+        masked = ~conn.live()[rows.to(device), cols.to(device)]
+        if bool(masked.any()):
+            raise GrowthError(f"edges of {name!r} must be live, got masked edges "
+                              f"{_pairs(rows[masked.cpu()], cols[masked.cpu()])}")
     return [(n, r.to(net.connections[n].weight.device), c.to(net.connections[n].weight.device))
             for n, r, c in items]
 
@@ -73,10 +108,11 @@ def split_edges(net, edges, *, eps: float = 1e-8, signed: bool = False, activati
 
     Raises:
         GrowthError / ConfigError: bad edges (unknown, out of range, repeated, masked, into several
-        layers) or a negative / non-finite ``eps``.
+        layers), a negative / non-finite ``eps``, or an unknown ``activation``.
     """
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
         raise ConfigError(f"eps must be a finite number >= 0, got eps={eps!r}")
+    act = make_activation(activation)  # validated before anything changes
     items = normalize_edges(net, edges)
     targets = {net.connections[n].target for n, _, _ in items}
     if len(targets) != 1:
@@ -100,7 +136,7 @@ def split_edges(net, edges, *, eps: float = 1e-8, signed: bool = False, activati
 
     edit = Edit(net, optimizer, "split_edges", target)
     name = net.new_layer_name()
-    net.add_layer(name, Layer(m, activation).to(device), before=target)
+    net.add_layer(name, Layer(m, act).to(device=device, dtype=dtype), before=target)
     edit.add_param(net.layers[name].bias, first.weight)
 
     def eps_weight(shape):

@@ -40,7 +40,7 @@ def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bi
     edit = Edit(net, optimizer, "insert_layer", connection)
     live_before = int(old.live().sum())
     name = net.new_layer_name()
-    layer = Layer(size, act).to(device)
+    layer = Layer(size, act).to(device=device, dtype=old.weight.dtype)
     with torch.no_grad():
         layer.bias.copy_(bias)
     net.add_layer(name, layer, before=old.target)
