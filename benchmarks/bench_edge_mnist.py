@@ -7,7 +7,7 @@ speed of one epoch of each final network, alternated ``--timing-rounds`` times i
 the cost of each growth step (selection + split + optimizer carry) in epochs of the network before it.
 
 Usage:
-    python benchmarks/bench_edge_mnist.py --dataset mnist --seeds 0 1 2 --max-params 60000 \
+    python benchmarks/bench_edge_mnist.py --dataset mnist --seeds 0 1 2 --threads 1 \
         --out docs/results/edge_mnist.json
 """
 
@@ -37,6 +37,7 @@ def dense_width(target_params: int, n_in: int, n_out: int) -> int:
 def train(net, data, cfg, seed, method=None, max_params=None):
     trainer = Trainer(method, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                       optimizer=cfg["optimizer"], weight_decay=cfg["weight_decay"], seed=seed,
+                      lr_schedule=cfg["lr_schedule"],
                       max_params=max_params)
     start = time.perf_counter()
     result = trainer.fit(net, data)
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--max-params", type=int, default=60000)
+    p.add_argument("--max-params", type=int, default=None, help="default: the preset's")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--timing-rounds", type=int, default=3)
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
         if args.epochs:
             cfg["epochs"] = args.epochs
         net = GrowableNet.mlp([data.n_features, data.n_outputs], seed=seed)
-        trainer, result, test, wall = train(net, data, cfg, seed, build_method("edge", cfg), args.max_params)
+        budget = args.max_params or cfg["max_params"]
+        trainer, result, test, wall = train(net, data, cfg, seed, build_method("edge", cfg), budget)
         epochs = result.history.epochs()
         counts = net.counts()
         costs = [r["growth_seconds"] / r["seconds"] for r in epochs

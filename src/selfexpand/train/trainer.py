@@ -8,6 +8,7 @@ the trigger, select, grow, record. ``--epochs`` is the total budget of training 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +24,8 @@ from .metrics import HIGHER_IS_BETTER, task_loss, task_metric
 __all__ = ["Trainer", "GrowthMethod", "FitResult", "make_optimizer", "OPTIMIZERS"]
 
 log = logging.getLogger("selfexpand.train")
+
+LR_SCHEDULES = ("constant", "cosine")
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
               "rmsprop": torch.optim.RMSprop}
@@ -75,6 +78,8 @@ class Trainer:
         method: the growth method (None: a static run).
         epochs: total training epochs of the run.
         batch_size, lr, optimizer, weight_decay: training settings.
+        lr_schedule: ``constant``, or ``cosine``: epoch ``t`` (from 0) trains at
+            ``lr * (1 + cos(pi t / epochs)) / 2``.
         seed: seeds the data order and random initial values of growth.
         max_params: growth never makes ``params`` exceed this.
         callbacks: :class:`Callback` instances.
@@ -82,7 +87,8 @@ class Trainer:
     """
 
     def __init__(self, method: GrowthMethod | None = None, *, epochs: int = 10, batch_size: int = 64,
-                 lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0, seed: int = 0,
+                 lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0,
+                 lr_schedule: str = "constant", seed: int = 0,
                  max_params: int | None = None, callbacks: list[Callback] | None = None,
                  device: str | torch.device = "cpu"):
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -94,7 +100,10 @@ class Trainer:
             raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got optimizer={optimizer!r}")
         self.method = method or GrowthMethod("static")
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        if lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got lr_schedule={lr_schedule!r}")
         self.optimizer_name, self.weight_decay = optimizer, weight_decay
+        self.lr_schedule = lr_schedule
         self.seed, self.max_params = seed, max_params
         self.callbacks = list(callbacks or [])
         self.device = torch.device(device)
@@ -138,6 +147,9 @@ class Trainer:
         for part in parts:
             part.on_epoch_begin(ctx)
         model, optimizer = ctx.model, ctx.optimizer
+        if self.lr_schedule == "cosine":
+            for group in optimizer.param_groups:
+                group["lr"] = self.lr * (1 + math.cos(math.pi * ctx.epoch / self.epochs)) / 2
         model.train()
         total, count = torch.zeros((), device=self.device), 0
         for xb, yb in ctx.train_batches():
