@@ -99,15 +99,21 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(argv)
-        if args.command is None:
-            args = _parser().parse_args(["train", *argv])
+        try:
+            args = _parser().parse_args(argv)
+            if args.command is None:
+                args = _parser().parse_args(["train", *argv])
+        except SystemExit as exc:  # --help, --version: argparse printed them; return, do not exit
+            return exc.code if isinstance(exc.code, int) else 0
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return {"train": _train, "resume": _resume, "inspect": _inspect, "predict": _predict}[
             args.command](args, argv)
     except UsageError as exc:
         print(f"selfexpand: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `selfexpand predict ... | head`: the reader left; not an error of ours
+        _silence_stdout()
+        return 141
     except (SelfExpandError, OSError) as exc:
         print(f"selfexpand: error: {exc}", file=sys.stderr)
         return 2
@@ -116,15 +122,39 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+_TRAIN_OPTIONS = ("method", "dataset", "target", "test_file", "data_dir", "epochs", "batch_size", "lr",
+                  "seed", "val_fraction", "max_params", "device")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (captured output)
+        pass
+
+
 def _config_from(args):
     from .runs import RunConfig, twin_config
 
     if args.twin_of:
+        ignored = [f"--{k.replace('_', '-')}" for k in _TRAIN_OPTIONS + ("config",)
+                   if getattr(args, k) is not None] + (["--set"] if args.set else [])
+        if ignored:
+            raise UsageError(f"--twin-of reuses the run's own settings; it takes only --out, --threads and "
+                             f"--quiet, got {' '.join(ignored)}")
         return twin_config(args.twin_of, out=args.out)
     values: dict = {}
     if args.config:
         values = _read_yaml(args.config)
-    settings = dict(values.pop("settings", {}) or {})
+    settings = values.pop("settings", None) or {}
+    if not isinstance(settings, dict):
+        raise UsageError(f"config {args.config!r}: settings must be a mapping of name: value, "
+                         f"got {type(settings).__name__}")
+    settings = dict(settings)
     known = set(RunConfig.__dataclass_fields__) - {"settings", "twin_of"}
     for key in list(values):
         if key not in known:
@@ -134,8 +164,7 @@ def _config_from(args):
         if not sep or not key:
             raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
         settings[key.strip()] = value
-    for key in ("method", "dataset", "target", "test_file", "data_dir", "epochs", "batch_size",
-                "lr", "seed", "val_fraction", "out", "max_params", "device"):
+    for key in (*_TRAIN_OPTIONS, "out"):
         value = getattr(args, key)
         if value is not None:
             values[key] = value
@@ -156,7 +185,7 @@ def _read_yaml(path: str) -> dict:
         raise UsageError(f"config {path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(values, dict):
         raise UsageError(f"config {path!r} must be a mapping of option: value, got {type(values).__name__}")
-    return {k.replace("-", "_"): v for k, v in values.items()}
+    return {str(k).replace("-", "_"): v for k, v in values.items()}
 
 
 def _set_threads(args, small: bool = True) -> None:
@@ -168,6 +197,22 @@ def _set_threads(args, small: bool = True) -> None:
         torch.set_num_threads(1)
 
 
+def _small_dataset(dataset) -> bool:
+    """Digits and the user's tables train fastest on one thread; the rest use torch's default."""
+    return str(dataset) == "digits" or str(dataset).lower().endswith((".csv", ".npz"))
+
+
+def _run_dataset(run_dir: str):
+    """The dataset of a run directory's ``config.yaml`` (None when unreadable: resume reports it)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return config.get("dataset") if isinstance(config, dict) else None
+
+
 def _train(args, argv) -> int:
     from .methods import method_names
     from .runs import train_run
@@ -175,7 +220,7 @@ def _train(args, argv) -> int:
     config = _config_from(args)
     if config.method not in method_names():
         raise UsageError(f"unknown method {config.method!r}; known methods: {', '.join(method_names())}")
-    _set_threads(args, small=config.dataset in ("digits",) or str(config.dataset).endswith((".csv", ".npz")))
+    _set_threads(args, small=_small_dataset(config.dataset))
     run_dir, summary = train_run(config, callbacks=_progress(args), command=["selfexpand", *argv])
     _print_summary(summary, run_dir)
     return 0
@@ -184,7 +229,7 @@ def _train(args, argv) -> int:
 def _resume(args, argv) -> int:
     from .runs import resume_run
 
-    _set_threads(args, small=False)
+    _set_threads(args, small=_small_dataset(_run_dataset(args.run_dir)))
     run_dir, summary = resume_run(args.run_dir, epochs=args.epochs, callbacks=_progress(args))
     _print_summary(summary, run_dir)
     return 0

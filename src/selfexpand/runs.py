@@ -63,13 +63,40 @@ class RunConfig:
 
 def _settings(config: RunConfig, data) -> dict:
     table = DEFAULTS.get(config.method, {})
-    key = data.name if data.name in table else "*"
-    settings = resolve_config(config.method, key, config.settings)
+    if str(config.dataset).lower().endswith((".csv", ".npz")):
+        key = "table" if "table" in table else "*"
+    else:
+        key = data.name if data.name in table else "*"
+    overrides = dict(config.settings)
     for name in ("epochs", "batch_size", "lr"):
         value = getattr(config, name)
         if value is not None:
-            settings[name] = value
-    return settings
+            overrides[name] = value  # type-checked like any other setting
+    return resolve_config(config.method, key, overrides)
+
+
+def _check_training(settings: dict, config: RunConfig) -> None:
+    """Reject what the trainer or optimizer would reject later, before anything is written.
+
+    Raises:
+        ConfigError: a bad device, lr, weight_decay, epochs, batch_size, optimizer or max_params.
+    """
+    try:
+        device = torch.device(config.device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be 'cpu' or 'cuda', got device={config.device!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be 'cpu' or 'cuda', got device={config.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={config.device!r} but CUDA is not available on this machine")
+    lr, decay = settings["lr"], settings["weight_decay"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ConfigError(f"lr must be a number > 0, got lr={lr!r}")
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not decay >= 0:
+        raise ConfigError(f"weight_decay must be a number >= 0, got weight_decay={decay!r}")
+    Trainer(None, epochs=settings["epochs"], batch_size=settings["batch_size"], lr=lr,
+            optimizer=settings["optimizer"], weight_decay=decay, seed=config.seed,
+            max_params=config.max_params, device=device)  # validates the rest
 
 
 def _load_data(config: RunConfig):
@@ -98,7 +125,8 @@ def twin_config(run_dir: str | Path, *, out: str | None = None) -> RunConfig:
     optimizer, data and seed (DESIGN.md glossary)."""
     run_dir = Path(run_dir)
     config, summary = _read_config(run_dir), _read_json(run_dir / "summary.json")
-    twin = RunConfig(**{**config, "settings": dict(config["settings"])})
+    fields = {k: v for k, v in config.items() if k in RunConfig.__dataclass_fields__}
+    twin = RunConfig(**{**fields, "settings": dict(config.get("settings") or {})})
     twin.twin_of, twin.out = str(run_dir), out
     twin.epochs = summary["epochs"]
     return twin
@@ -125,6 +153,7 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
         settings = _settings(config, data)
         model = GrowableNet.mlp([data.n_features, *settings["hidden"], data.n_outputs], seed=config.seed)
         method = build_method(config.method, settings)
+    _check_training(settings, config)
     run_dir = _new_run_dir(config, data)
     resolved = {**asdict(config), "resolved": settings, "out": str(run_dir)}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -169,23 +198,24 @@ def resume_run(run_dir: str | Path, *, epochs: int | None = None, callbacks: lis
 def load_run(run_dir: str | Path):
     """The final model of a finished run and its preprocessing: ``(model, preprocessing)``.
 
-    ``preprocessing`` is the dict of ``preprocessing.json`` (task, input shape, and what
-    :func:`selfexpand.data.preprocess_features` needs).
+    ``preprocessing`` is the dict that :func:`selfexpand.data.preprocess_features` takes (the
+    ``"preprocessing"`` entry of ``preprocessing.json``): task, input shape, standardisation,
+    class labels. ``model(preprocess_features(preprocessing, raw))`` is what ``predict`` uses.
     """
     run_dir = Path(run_dir)
     model = load_checkpoint(run_dir / "model.safetensors").model
     model.eval()
-    return model, _read_json(run_dir / "preprocessing.json")
+    return model, _read_json(run_dir / "preprocessing.json")["preprocessing"]
 
 
 @torch.no_grad()
 def predict_file(run_dir: str | Path, path: str | Path) -> list:
     """Predictions of a finished run for the rows of a CSV / NPZ file (labels decoded)."""
-    model, info = load_run(run_dir)
-    raw = read_features_file(path, info["preprocessing"])
-    out = model(preprocess_features(info["preprocessing"], raw))
-    if info["task"] == "classification":
-        return decode_labels(info["preprocessing"], out.argmax(1).numpy())
+    model, prep = load_run(run_dir)
+    raw = read_features_file(path, prep)
+    out = model(preprocess_features(prep, raw))
+    if prep["task"] == "classification":
+        return decode_labels(prep, out.argmax(1).numpy())
     return out.numpy().tolist()
 
 
@@ -212,6 +242,7 @@ def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path
     trainer = Trainer(method, epochs=settings["epochs"], batch_size=settings["batch_size"],
                       lr=settings["lr"], optimizer=settings["optimizer"],
                       weight_decay=settings["weight_decay"], seed=config.seed,
+                      lr_schedule=settings.get("lr_schedule", "constant"),
                       max_params=config.max_params, device=config.device)
     counts = None
     ckpt = run_dir / CHECKPOINT

@@ -27,6 +27,7 @@ def describe_run(run_dir: str | Path) -> str:
     """The text ``selfexpand inspect RUN_DIR`` prints."""
     from ..checkpoint import load_checkpoint
     from ..errors import DataError
+    from .summary import GROWING_KINDS
 
     run_dir = Path(run_dir)
     model_path = run_dir / "model.safetensors"
@@ -48,7 +49,9 @@ def describe_run(run_dir: str | Path) -> str:
     if history.exists():
         records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
         growth = [r for r in records if r["type"] == "growth"]
-        lines.append(f"growth events: {len(growth)}")
+        grown = sum(r["kind"] in GROWING_KINDS for r in growth)  # as summary.json counts them
+        lines.append(f"growth events: {grown} (events of any kind, pruning and compaction included: "
+                     f"{len(growth)})")
         for g in growth:
             lines.append(f"  epoch {g['epoch']:>4} {g['kind']:<12} {g['site']:<10} +{g['units_added']} units "
                          f"+{g['edges_added']}/-{g['edges_removed']} edges params {g['params_before']} -> "
