@@ -75,6 +75,11 @@ def _settings(config: RunConfig, data) -> dict:
     return resolve_config(config.method, key, overrides)
 
 
+def _budget(config: RunConfig, settings: dict) -> int | None:
+    """``--max-params`` if given, else the method row's ``max_params`` (None: no bound)."""
+    return config.max_params if config.max_params is not None else settings.get("max_params")
+
+
 def _check_training(settings: dict, config: RunConfig) -> None:
     """Reject what the trainer or optimizer would reject later, before anything is written.
 
@@ -96,7 +101,7 @@ def _check_training(settings: dict, config: RunConfig) -> None:
         raise ConfigError(f"weight_decay must be a number >= 0, got weight_decay={decay!r}")
     Trainer(None, epochs=settings["epochs"], batch_size=settings["batch_size"], lr=lr,
             optimizer=settings["optimizer"], weight_decay=decay, seed=config.seed,
-            max_params=config.max_params, device=device)  # validates the rest
+            max_params=_budget(config, settings), device=device)  # validates the rest
 
 
 def _load_data(config: RunConfig):
@@ -243,7 +248,7 @@ def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path
                       lr=settings["lr"], optimizer=settings["optimizer"],
                       weight_decay=settings["weight_decay"], seed=config.seed,
                       lr_schedule=settings.get("lr_schedule", "constant"),
-                      max_params=config.max_params, device=config.device)
+                      max_params=_budget(config, settings), device=config.device)
     counts = None
     ckpt = run_dir / CHECKPOINT
     if ckpt.exists():
