@@ -2,7 +2,8 @@
 
 ``shared_data`` / ``shared_dataset`` locate the real datasets (``$SELFEXPAND_DATA``, else the
 project's ``../shared/data``). A missing dataset skips the test, except when ``CI=true``, where it
-fails: CI must run against the real files.
+fails: CI must run against the real files. Every test runs on one torch intra-op thread (restored
+after it): the tensors here are tiny, and on a 2-core machine one thread is many times faster.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 _DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -46,3 +48,11 @@ def shared_dataset(shared_data):
         return path
 
     return get
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

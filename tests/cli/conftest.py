@@ -13,14 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clikit import GROW_FAST, run_ok  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    """``main`` sets torch's thread count for small runs; give other suites theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def grown_run(tmp_path_factory) -> Path:
     """A finished edge-expansion run on digits with growth and pruning events (6 epochs)."""

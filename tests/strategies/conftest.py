@@ -1,23 +1,8 @@
-"""Fixtures of the strategy tests; puts this folder on ``sys.path`` for the shared kit (``edgekit``).
-
-Tiny tensors on a loaded 2-core machine run far faster on one intra-op thread, so every test here
-runs with ``torch.set_num_threads(1)`` (restored afterwards).
-"""
+"""Puts this folder on ``sys.path`` for the strategy tests' shared kit (``edgekit``)."""
 
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
