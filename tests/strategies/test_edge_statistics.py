@@ -17,7 +17,7 @@ from edgekit import make_ctx, toy_dataset
 from selfexpand import ops
 from selfexpand.graph import GrowableNet
 from selfexpand.strategies.edge_statistics import AGGREGATIONS, METRICS, EdgeStatistics
-from selfexpand.train.trainer import GrowthMethod, Trainer
+from selfexpand.train.trainer import GrowthMethod, Trainer, make_optimizer
 
 CASES = [(m, a) for m in METRICS for a in AGGREGATIONS]
 
@@ -58,7 +58,7 @@ def test_trainer_epoch_scores_equal_brute_force(metric, aggregation, lr):
 
     # Brute force: the same epochs by hand; only the last epoch's batches count (reset per epoch).
     params = [p.requires_grad_() for p in (w1, b1, w2, b2)]
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = make_optimizer("adam", params, lr)  # the trainer's own optimizer settings
     gen = torch.Generator().manual_seed(seed)
     n = data.x_train.shape[0]
     for _ in range(epochs):
