@@ -193,8 +193,8 @@ def resume_run(run_dir: str | Path, *, epochs: int | None = None, callbacks: lis
     state = dict(ckpt.extra["trainer"])
     state["generator"] = ckpt.tensors["generator"]
     restore_rng_state({k: v for k, v in ckpt.tensors.items() if k != "generator"})
-    trainer = _trainer(method, settings, config, callbacks, run_dir)
     counts_start = ckpt.extra["counts_start"]
+    trainer = _trainer(method, settings, config, callbacks, run_dir, counts_start)
     result = trainer.fit(ckpt.model, data, optimizer=ckpt.optimizer, state=state)
     method_name = f"{config.method}-twin" if config.twin_of else config.method
     return run_dir, _finish(run_dir, trainer, result, data, config, method_name, counts_start)
@@ -243,19 +243,14 @@ class _RunWriter(Callback):
                         tensors={**tensors, **rng_state()})
 
 
-def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path) -> Trainer:
+def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path,
+             counts_start: dict | None = None) -> Trainer:
     trainer = Trainer(method, epochs=settings["epochs"], batch_size=settings["batch_size"],
                       lr=settings["lr"], optimizer=settings["optimizer"],
                       weight_decay=settings["weight_decay"], seed=config.seed,
                       lr_schedule=settings.get("lr_schedule", "constant"),
                       max_params=_budget(config, settings), device=config.device)
-    counts = None
-    ckpt = run_dir / CHECKPOINT
-    if ckpt.exists():
-        from .checkpoint import load_checkpoint as _load
-
-        counts = _load(ckpt).extra.get("counts_start")
-    trainer.callbacks = [_RunWriter(run_dir, trainer, counts), *callbacks]
+    trainer.callbacks = [_RunWriter(run_dir, trainer, counts_start), *callbacks]
     return trainer
 
 
