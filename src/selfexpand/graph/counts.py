@@ -30,8 +30,10 @@ def count_params(net) -> dict[str, int]:
     for conn in net.connections.values():
         rows = live[conn.target][conn.target_units(net.layers[conn.target].size)]
         cols = live[conn.source][conn.source_units(net.layers[conn.source].size)]
-        edges = conn.live() & rows[:, None] & cols[None, :]
-        weights_active += int(edges.sum())
+        if conn.mask is None:
+            weights_active += int(rows.sum()) * int(cols.sum())
+        else:
+            weights_active += int((conn.live() & rows[:, None] & cols[None, :]).sum())
         stored += conn.weight.numel()
     biases = activations = 0
     for name, layer in net.layers.items():

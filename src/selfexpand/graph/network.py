@@ -46,7 +46,7 @@ class GrowableNet(nn.Module):
         self.layers["output"] = Layer(output_size, "identity")
         self.order: list[str] = ["input", "output"]
         self.next_id = 1
-        self._plan: list | None = None
+        self._plan: list = self._build_plan()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -129,8 +129,10 @@ class GrowableNet(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def invalidate(self) -> None:
-        """Forget the cached forward plan (call after any structural change)."""
-        self._plan = None
+        """Rebuild the forward plan (call after any structural change). Building it here, not
+        lazily in ``forward``, keeps ``forward`` free of branches that ``torch.compile`` would
+        trace twice."""
+        self._plan = self._build_plan()
 
     def _build_plan(self) -> list:
         plan = []
@@ -143,8 +145,6 @@ class GrowableNet(nn.Module):
             x = self.front(x)
         if x.dim() > 2:
             x = x.flatten(1)
-        if self._plan is None:
-            self._plan = self._build_plan()
         acts = {self.input_name: x}
         pre = x
         for name, layer, incoming in self._plan:

@@ -27,16 +27,13 @@ def resize_like(old: torch.Tensor, sources: tuple[torch.Tensor, ...], fill: floa
         sources: one index tensor per dimension, ``-1`` marking a new position.
         fill: value of new entries.
     """
-    shape = tuple(int(s.numel()) for s in sources)
-    out = torch.full(shape, float(fill), dtype=old.dtype, device=old.device)
-    valid = [s >= 0 for s in sources]
-    if old.dim() == 1:
-        out[valid[0]] = old[sources[0][valid[0]]]
-    else:
-        rows = torch.nonzero(valid[0]).flatten()
-        cols = torch.nonzero(valid[1]).flatten()
-        out[rows[:, None], cols[None, :]] = old[sources[0][rows]][:, sources[1][cols]]
-    return out
+    # One padding slot per dimension holds ``fill``; -1 sources point at it. ``index_select`` per
+    # dimension is several times faster than 2-D advanced indexing on CPU.
+    padded = old.new_full(tuple(n + 1 for n in old.shape), fill)
+    padded[tuple(slice(0, n) for n in old.shape)] = old
+    for dim, (source, n) in enumerate(zip(sources, old.shape)):
+        padded = padded.index_select(dim, torch.where(source >= 0, source, n))
+    return padded
 
 
 def _find(optimizer: torch.optim.Optimizer, param: nn.Parameter):
