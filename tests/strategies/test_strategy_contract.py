@@ -234,4 +234,7 @@ def test_bad_arguments_raise_config_error_echoing_the_value(cls, kwargs, value):
     (EpsEdgePruner, {"statistics": STATS, "tau_prune": 1, "prune_after": 0}),
 ])
 def test_boundary_arguments_are_accepted(cls, kwargs):
-    cls(**kwargs)
+    part = cls(**kwargs)
+    for name, value in kwargs.items():  # kept as given, not clamped
+        stored = getattr(part, name)
+        assert stored is value or stored == value
