@@ -219,3 +219,17 @@ def test_identity_layer_keeps_mask_and_indices(signed):
     assert net.layers[event.details["layer"]].size == (6 if signed else 3)
     assert int(c_out.live().sum()) == (2 if signed else 1) * 8
     torch.testing.assert_close(out(net, x), before, **TOL)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_identity_layer_keeps_provisional_marks(signed):
+    """Eps edges stay prunable after an identity layer takes their connection's place."""
+    net = GrowableNet.mlp([4, 3], seed=0)
+    event = ops.split_edges(net, [("input_to_output", 0, 1), ("input_to_output", 2, 3)], eps=1e-8)
+    out_conn = event.details["connections"][-1]
+    marks = net.connections[out_conn].provisional.clone()
+    assert bool(marks.any())
+    inserted = ops.insert_identity_layer(net, out_conn, signed=signed)
+    new_out = net.connections[inserted.details["connections"][1]]
+    expected = torch.cat([marks, marks], 1) if signed else marks
+    assert new_out.provisional is not None and torch.equal(new_out.provisional, expected)

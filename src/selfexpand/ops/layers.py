@@ -14,12 +14,14 @@ __all__ = ["insert_layer", "insert_identity_layer", "identity_layer_values"]
 
 def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bias: torch.Tensor,
                  weight_out: torch.Tensor, activation="relu", mask_out: torch.Tensor | None = None,
+                 provisional_out: torch.Tensor | None = None,
                  optimizer=None) -> GrowthEvent:
     """Replace ``connection`` (``src -> tgt``) by ``src -> new -> tgt`` with the given values.
 
     The new layer reads the same source units as the connection did (``weight_in``: ``(size,
     n_cols)``) and writes the same target units (``weight_out``: ``(n_rows, size)``; optional 0/1
-    ``mask_out`` of the same shape). It is placed just before ``tgt`` in the topological order.
+    ``mask_out`` of the same shape; optional boolean ``provisional_out`` marking eps-born edges). It is
+    placed just before ``tgt`` in the topological order.
 
     Raises:
         GrowthError / ConfigError: unknown connection, bad size or shapes, non-finite values.
@@ -33,6 +35,8 @@ def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bi
     require_tensor("weight_out", weight_out, (n_rows, size))
     if mask_out is not None:
         require_tensor("mask_out", mask_out, (n_rows, size))
+    if provisional_out is not None:
+        require_tensor("provisional_out", provisional_out, (n_rows, size))
     from ..graph.activations import make_activation
 
     act = make_activation(activation)
@@ -52,7 +56,8 @@ def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bi
     if mask_out is not None:
         w_out = w_out * mask_out.to(w_out)
     c_out = net.add_connection(name, old.target, w_out, out_index=old.out_index,
-                               mask=None if mask_out is None else mask_out.to(device))
+                               mask=None if mask_out is None else mask_out.to(device),
+                               provisional=None if provisional_out is None else provisional_out.to(device))
     for param in (layer.bias, net.connections[c_in].weight, net.connections[c_out].weight):
         edit.add_param(param, old.weight)
     live_after = size * n_cols + int(net.connections[c_out].live().sum())
@@ -71,12 +76,13 @@ def identity_layer_values(net, connection: str, *, signed: bool = False) -> dict
     n_rows, n_cols = conn.shape
     eye = torch.eye(n_cols, device=conn.weight.device, dtype=conn.weight.dtype)
     w = conn.effective_weight().detach()
-    mask = None if conn.mask is None else conn.mask
+    mask, provisional = conn.mask, conn.provisional
     if signed:
         eye, w = torch.cat([eye, -eye]), torch.cat([w, -w], 1)
         mask = None if mask is None else torch.cat([mask, mask], 1)
+        provisional = None if provisional is None else torch.cat([provisional, provisional], 1)
     return {"size": eye.shape[0], "weight_in": eye, "bias": torch.zeros(eye.shape[0], device=w.device),
-            "weight_out": w, "mask_out": mask}
+            "weight_out": w, "mask_out": mask, "provisional_out": provisional}
 
 
 def insert_identity_layer(net, connection: str, *, signed: bool = False, activation="relu",
