@@ -19,10 +19,6 @@ from .train.trainer import GrowthMethod
 
 __all__ = ["METHODS", "DEFAULTS", "method_names", "resolve_config", "build_method"]
 
-# Training settings every method shares; a method's table row may override any of them.
-TRAINING_KEYS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "lr_schedule", "hidden",
-                 "max_params")
-
 _EDGE_REFERENCE = dict(
     epochs=64, batch_size=256, lr=1e-3, optimizer="adam", weight_decay=0.0, lr_schedule="constant",
     hidden=[], max_params=None, metric="abs_grad", aggregation="mean", tau=0.7, tau_prune=0.1,

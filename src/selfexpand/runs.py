@@ -26,7 +26,7 @@ from .data import load_dataset, preprocess_features, read_features_file, decode_
 from .errors import ConfigError, DataError
 from .graph import GrowableNet
 from .graph.init import reinitialize
-from .methods import DEFAULTS, TRAINING_KEYS, build_method, resolve_config
+from .methods import DEFAULTS, build_method, resolve_config
 from .report.plots import plot_growth
 from .report.summary import summarize
 from .train.callbacks import Callback

@@ -32,7 +32,7 @@ class ExportedGraph(nn.Module):
         self.wiring: list[tuple[str, str, str]] = []
         for name in self.order[1:]:
             self.biases[name] = nn.Parameter(torch.zeros(sizes[name]))
-        for k, (source, target, weight, in_idx, out_idx, bias_part) in enumerate(edges):
+        for k, (source, target, weight, in_idx, out_idx) in enumerate(edges):
             key = f"c{k}"
             self.weights[key] = nn.Parameter(weight)
             self.register_buffer(f"{key}_in", in_idx)
@@ -95,7 +95,7 @@ def export_graph(net) -> nn.Module:
         # a connection that read (wrote) all units still does: dropped units leave the layer too
         in_idx = None if conn.in_index is None else new_cols
         out_idx = None if conn.out_index is None else new_rows
-        edges.append((conn.source, conn.target, w, in_idx, out_idx, None))
+        edges.append((conn.source, conn.target, w, in_idx, out_idx))
     if factor[net.output_name] is not None:
         biases[net.output_name] *= factor[net.output_name].detach()
     sizes = {n: int(keep[n].sum()) for n in net.order}

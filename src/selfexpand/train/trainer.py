@@ -19,7 +19,7 @@ from ..strategies.base import GrowthPart, Initializer, Selector, Trigger
 from .callbacks import Callback
 from .context import GrowthContext
 from .history import History
-from .metrics import HIGHER_IS_BETTER, task_loss, task_metric
+from .metrics import task_loss, task_metric
 
 __all__ = ["Trainer", "GrowthMethod", "FitResult", "make_optimizer", "OPTIMIZERS"]
 
@@ -229,5 +229,3 @@ def _to_device(data, device):
              ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
     return dataclasses.replace(data, **moved)
 
-
-__all__ += ["HIGHER_IS_BETTER"]
