@@ -46,7 +46,7 @@ def test_to_float64_converts_everything_floating():
         assert p.dtype == torch.float64, name
     for name, b in net.named_buffers():
         expected = {"in_index": torch.long, "out_index": torch.long, "provisional": torch.bool,
-                    "mask": torch.float64}[name.rsplit(".", 1)[1]]
+                    "grown": torch.bool, "mask": torch.float64}[name.rsplit(".", 1)[1]]
         assert b.dtype == expected, name
     with torch.no_grad():
         out64 = net(x.double())

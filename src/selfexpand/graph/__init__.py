@@ -2,6 +2,7 @@
 
 from .activations import make_activation, register_activation
 from .export import ExportedGraph
+from .fronts import ConvFront, front_for  # registers the fronts conv and conv-small
 from .modulators import GateModulator, UnitModulator, register_modulator
 from .network import GrowableNet
 from .parts import Connection, Layer
@@ -10,4 +11,5 @@ from .spec import register_front
 __all__ = [
     "GrowableNet", "Layer", "Connection", "UnitModulator", "GateModulator", "ExportedGraph",
     "make_activation", "register_activation", "register_modulator", "register_front",
+    "ConvFront", "front_for",
 ]

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
+from torch import nn
 
-__all__ = ["reinitialize"]
+__all__ = ["reinitialize", "reset_front"]
 
 
 @torch.no_grad()
 def reinitialize(net, seed: int) -> None:
-    """Draw every weight and bias anew like ``nn.Linear``: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``,
-    ``fan_in`` being the number of live edges into the layer (at least 1). Masks stay (they are
-    part of the architecture); provisional marks are cleared; the front keeps its own values."""
+    """Draw every value anew from ``seed``: a static twin is freshly initialised.
+
+    Graph weights and biases are drawn like ``nn.Linear``: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``,
+    ``fan_in`` being the number of live edges into the layer (at least 1). Masks stay (they are part
+    of the architecture); provisional marks and growth marks (``grown``) are cleared. The front, if
+    any, is then re-drawn from the same generator by :func:`reset_front`.
+    """
     gen = torch.Generator().manual_seed(seed)
     for name in net.order[1:]:
         incoming = net.incoming(name)
@@ -25,4 +31,33 @@ def reinitialize(net, seed: int) -> None:
             c.provisional = None
         layer = net.layers[name]
         layer.bias.copy_(((torch.rand(layer.size, generator=gen) * 2 - 1) * bound).to(layer.bias))
+    for layer in net.layers.values():
+        if getattr(layer, "grown", None) is not None:
+            layer.grown = None
+    if net.front is not None:
+        reset_front(net.front, gen)
     net.invalidate()
+
+
+@torch.no_grad()
+def reset_front(front: nn.Module, generator: torch.Generator) -> None:
+    """Re-draw a front's parameters from ``generator`` and reset its batch-norm running statistics.
+
+    A front with ``reset_parameters(generator)`` (the registered conv fronts) draws from the
+    generator itself; any other front has every submodule's own ``reset_parameters()`` run under
+    torch's global generator, seeded from ``generator`` and restored afterwards.
+    """
+    reset = getattr(front, "reset_parameters", None)
+    if reset is not None and "generator" in inspect.signature(reset).parameters:
+        reset(generator=generator)
+    else:
+        seed = int(torch.randint(2 ** 62, (), generator=generator))
+        cuda = sorted({p.device.index or 0 for p in front.parameters() if p.device.type == "cuda"})
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            for module in front.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+    for module in front.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()

@@ -141,12 +141,24 @@ class GrowableNet(nn.Module):
         return plan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x)[self.output_name]
+
+    def layer_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every layer's output for input ``x``, by layer name, in topological order.
+
+        The input layer's entry is the (flattened) front output; every other layer's is
+        ``activation(pre + bias) * factor``, what the layers it feeds read. The last entry is
+        ``forward(x)``.
+        """
+        return self._run(x)
+
+    def _run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The forward loop shared by :meth:`forward` and :meth:`layer_outputs`."""
         if self.front is not None:
             x = self.front(x)
         if x.dim() > 2:
             x = x.flatten(1)
         acts = {self.input_name: x}
-        pre = x
         for name, layer, incoming in self._plan:
             if len(incoming) == 1 and incoming[0].in_index is None and incoming[0].out_index is None:
                 conn = incoming[0]
@@ -160,7 +172,7 @@ class GrowableNet(nn.Module):
             if layer.modulator is not None:
                 h = h * layer.modulator()
             acts[name] = h
-        return acts[self.output_name]
+        return acts
 
     # ------------------------------------------------------------------ counts, spec, export
     def counts(self) -> dict[str, int]:

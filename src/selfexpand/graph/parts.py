@@ -7,6 +7,11 @@ adds into the target units ``out_index`` (or all of them). Masked entries are st
 receive a gradient, so no optimizer moves them. An optional boolean ``provisional`` marks edges born
 with a negligible weight (edge expansion's eps edges) that pruning may later remove; it follows the
 weight through every resize, so it stays right after compaction.
+
+A layer may carry a boolean buffer ``grown`` marking its units added by growth during the run (the
+*new units* of DESIGN.md's glossary). It is None until growth first touches the layer (None: no unit
+is new), so graphs and checkpoints made before it existed load unchanged; the growth ops keep it
+aligned with the units through every resize.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class Layer(nn.Module):
         self.activation = make_activation(activation) if bias else None
         self.bias = nn.Parameter(torch.zeros(self._size)) if bias else None
         self.modulator = modulator
+        self.register_buffer("grown", None)
 
     @property
     def size(self) -> int:
@@ -59,6 +65,12 @@ class Layer(nn.Module):
         if f is None:
             return torch.ones(self.size, dtype=torch.bool, device=self._device())
         return f.detach() != 0
+
+    def new_units(self) -> torch.Tensor:
+        """Boolean ``(size,)``: units added by growth during the run (all False without ``grown``)."""
+        if self.grown is None:
+            return torch.zeros(self.size, dtype=torch.bool, device=self._device())
+        return self.grown
 
     def _device(self) -> torch.device:
         return self.bias.device if self.bias is not None else torch.device("cpu")

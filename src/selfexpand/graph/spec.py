@@ -1,9 +1,9 @@
 """A graph as plain JSON, and back: ``GrowableNet.from_spec(spec, state_dict)``.
 
-The spec holds the structure (layers in topological order, their sizes, activations and modulators,
-the connections with their shapes and whether they carry an index or a mask, the front by name);
-the state dict holds every tensor (weights, biases, masks, index buffers). This pair is the
-checkpoint format.
+The spec holds the structure (layers in topological order, their sizes, activations, modulators
+and whether they carry ``grown`` marks, an absent key meaning not, as in older specs; the connections
+with their shapes and whether they carry an index or a mask; the front by name); the state dict holds
+every tensor (weights, biases, masks, index buffers, grown marks). This pair is the checkpoint format.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def graph_spec(net) -> dict:
         if not layer.is_input:
             entry["activation"] = activation_name(layer.activation)
             entry["modulator"] = None if layer.modulator is None else layer.modulator.spec()
+            entry["grown"] = layer.grown is not None
         layers[name] = entry
     connections = {
         name: {
@@ -120,5 +121,8 @@ def graph_from_spec(spec: dict, state_dict: dict | None = None):
 def _layer(entry: dict) -> Layer:
     size = int(entry["size"])
     mod = entry.get("modulator")
-    return Layer(size, make_activation(entry["activation"]),
-                 modulator=None if mod is None else make_modulator(mod, size))
+    layer = Layer(size, make_activation(entry["activation"]),
+                  modulator=None if mod is None else make_modulator(mod, size))
+    if entry.get("grown", False):  # a placeholder; the state dict brings the marks
+        layer.grown = torch.zeros(size, dtype=torch.bool)
+    return layer

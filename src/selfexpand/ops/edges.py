@@ -136,7 +136,9 @@ def split_edges(net, edges, *, eps: float = 1e-8, signed: bool = False, activati
 
     edit = Edit(net, optimizer, "split_edges", target)
     name = net.new_layer_name()
-    net.add_layer(name, Layer(m, act).to(device=device, dtype=dtype), before=target)
+    layer = Layer(m, act).to(device=device, dtype=dtype)
+    layer.grown = torch.ones(m, dtype=torch.bool, device=device)  # new units (DESIGN.md glossary)
+    net.add_layer(name, layer, before=target)
     edit.add_param(net.layers[name].bias, first.weight)
 
     def eps_weight(shape):

@@ -61,6 +61,18 @@ class Edit:
             if old is not None and new is not old:
                 self.replaced.append((old, new, (sources,)))
 
+    @staticmethod
+    def resize_grown(layer, keep: torch.Tensor, n_new: int) -> None:
+        """Keep the ``grown`` marks of units ``keep`` (in that order) and mark ``n_new`` appended
+        units as grown. A layer with no marks (no new unit) keeps none when it only loses units."""
+        if layer.grown is None:
+            if n_new == 0:
+                return
+            old = torch.zeros(keep.numel(), dtype=torch.bool, device=keep.device)
+        else:
+            old = layer.grown[keep.to(layer.grown.device)]
+        layer.grown = torch.cat([old, torch.ones(n_new, dtype=torch.bool, device=old.device)])
+
     def commit(self, **counts) -> GrowthEvent:
         carry_state(self.optimizer, self.replaced, self.added, self.removed)
         self.net.invalidate()

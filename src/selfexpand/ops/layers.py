@@ -21,7 +21,7 @@ def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bi
     The new layer reads the same source units as the connection did (``weight_in``: ``(size,
     n_cols)``) and writes the same target units (``weight_out``: ``(n_rows, size)``; optional 0/1
     ``mask_out`` of the same shape; optional boolean ``provisional_out`` marking eps-born edges). It is
-    placed just before ``tgt`` in the topological order.
+    placed just before ``tgt`` in the topological order; all its units are marked ``grown``.
 
     Raises:
         GrowthError / ConfigError: unknown connection, bad size or shapes, non-finite values.
@@ -45,6 +45,7 @@ def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bi
     live_before = int(old.live().sum())
     name = net.new_layer_name()
     layer = Layer(size, act).to(device=device, dtype=old.weight.dtype)
+    layer.grown = torch.ones(size, dtype=torch.bool, device=device)
     with torch.no_grad():
         layer.bias.copy_(bias)
     net.add_layer(name, layer, before=old.target)

@@ -20,7 +20,8 @@ __all__ = ["add_units", "remove_units"]
 def add_units(net, layer: str, n: int, *, incoming: dict[str, torch.Tensor] | None = None,
               bias: torch.Tensor | None = None, outgoing: dict[str, torch.Tensor] | None = None,
               optimizer=None) -> GrowthEvent:
-    """Append ``n`` units to hidden ``layer`` with the given initial values.
+    """Append ``n`` units to hidden ``layer`` with the given initial values; they are marked
+    ``grown`` (new units).
 
     Args:
         incoming: for each connection into ``layer`` that writes all its units, the new rows
@@ -59,6 +60,7 @@ def add_units(net, layer: str, n: int, *, incoming: dict[str, torch.Tensor] | No
     edit.replace(target, "bias", torch.cat([target.bias.detach(), bias.to(target.bias)]),
                  (arange_with_new(old, n, device),))
     edit.resize_modulator(target, torch.arange(old, device=device), n)
+    edit.resize_grown(target, torch.arange(old, device=device), n)
     edges = sum(int(incoming[k].numel()) for k in ins) + sum(int(outgoing[k].numel()) for k in outs)
     return edit.commit(units_added=n, edges_added=edges)
 
@@ -125,4 +127,5 @@ def drop_units(edit: Edit, net, layer: str, keep: torch.Tensor) -> int:
                           in_index=in_index, out_index=out_index)
     edit.replace(target, "bias", target.bias.detach()[kept], (kept,))
     edit.resize_modulator(target, kept, 0)
+    edit.resize_grown(target, kept, 0)
     return removed_edges

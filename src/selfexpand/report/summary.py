@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .inactivity import inactivity_fields
+
 __all__ = ["GROWING_KINDS", "summarize", "SUMMARY_TABLE_KEYS"]
 
 GROWING_KINDS = ("split_edges", "add_units", "insert_layer")
@@ -9,13 +11,19 @@ GROWING_KINDS = ("split_edges", "add_units", "insert_layer")
 SUMMARY_TABLE_KEYS = ("method", "dataset", "seed", "epochs", "test_metric", "best_val_metric",
                       "params_start", "params_final", "weights_active_final", "stored_params_final",
                       "growth_events", "units_added", "edges_added", "edges_pruned", "train_seconds",
-                      "growth_seconds")
+                      "growth_seconds", "inactive_units_fraction", "inactive_new_units_fraction")
 
 
 def summarize(*, method: str, dataset: str, seed: int, history: list[dict], counts_start: dict,
               counts_final: dict, metric_name: str, higher_is_better: bool, test_metric: float,
-              train_seconds: float, growth_seconds: float, extra: dict | None = None) -> dict:
-    """Every key the CLI table, the bench and the docs rely on (counts are plain ints)."""
+              train_seconds: float, growth_seconds: float, inactivity: dict | None = None,
+              extra: dict | None = None) -> dict:
+    """Every key the CLI table, the bench and the docs rely on (counts are plain ints).
+
+    Args:
+        inactivity: :func:`selfexpand.report.inactivity.inactivity` of the final model on the
+            validation set; its fractions and per-layer counts are copied (None when not given).
+    """
     epochs = [r for r in history if r["type"] == "epoch"]
     growth = [r for r in history if r["type"] == "growth"]
     val = [r["val_metric"] for r in epochs]
@@ -41,5 +49,7 @@ def summarize(*, method: str, dataset: str, seed: int, history: list[dict], coun
         "units_added": int(sum(g["units_added"] for g in grown)),
         "edges_added": int(sum(g["edges_added"] for g in grown)),
         "edges_pruned": int(sum(g["edges_removed"] for g in growth if g["kind"] == "prune_edges")),
+        **(inactivity_fields(inactivity) if inactivity is not None else
+           {"inactivity": None, "inactive_units_fraction": None, "inactive_new_units_fraction": None}),
         **(extra or {}),
     }

@@ -21,6 +21,7 @@ class Decision:
 
     grow: bool
     reason: str = ""
+    amount: int | None = None  # how many units in total, when the trigger decides it (rounds)
 
 
 @dataclass
@@ -66,6 +67,13 @@ class GrowthPart:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def state_tensors(self) -> dict:
+        """Tensor state too large for JSON (e.g. the best weights of a round), by name."""
+        return {}
+
+    def load_state_tensors(self, tensors: dict) -> None:
         pass
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+import time
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -27,6 +28,8 @@ class GrowthContext:
         max_params: growth never makes ``params`` exceed this (None: no bound).
         epoch: number of training epochs completed so far.
         epochs_total: the run's budget of training epochs.
+        decision: the trigger's latest :class:`~selfexpand.strategies.base.Decision` (a selector
+            reads ``decision.amount`` when the trigger sets how many units to add).
     """
 
     model: torch.nn.Module
@@ -42,6 +45,7 @@ class GrowthContext:
     epochs_total: int = 0
     stop_training: bool = False
     metric_name: str = "accuracy"
+    decision: object = None
 
     @property
     def params(self) -> int:
@@ -69,17 +73,88 @@ class GrowthContext:
         x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
         return evaluate(model or self.model, x, y, self.loss_fn, self.metric_name)
 
-    def gradient_pass(self, on_batch: Callable[[], None], n_batches: int | None = None) -> None:
+    def gradient_pass(self, on_batch: Callable[[], None], n_batches: int | None = None, *,
+                      model: torch.nn.Module | None = None, batch_size: int | None = None) -> None:
         """Backward over training batches without updating anything: ``on_batch()`` reads the
-        ``.grad`` of whatever parameters it needs after each batch. Gradients are cleared after."""
-        model = self.model
+        ``.grad`` of whatever parameters it needs after each batch. Gradients are cleared after.
+
+        Args:
+            n_batches: stop after this many batches (default: one pass over the training set).
+            model: the model to differentiate (default: the context's; a throw-away copy works too).
+            batch_size: batch size of the pass (default: the run's).
+        """
+        model = model or self.model
         was_training = model.training
         model.train()
-        for i, (xb, yb) in enumerate(self.train_batches(shuffle=False)):
-            if n_batches is not None and i >= n_batches:
-                break
+        saved, self.batch_size = self.batch_size, batch_size or self.batch_size
+        try:
+            for i, (xb, yb) in enumerate(self.train_batches(shuffle=False)):
+                if n_batches is not None and i >= n_batches:
+                    break
+                model.zero_grad(set_to_none=True)
+                self.loss_fn(model(xb), yb).backward()
+                on_batch()
+        finally:
+            self.batch_size = saved
             model.zero_grad(set_to_none=True)
-            self.loss_fn(model(xb), yb).backward()
-            on_batch()
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
+            model.train(was_training)
+
+    def train_epoch(self, model: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
+                    *, params: Iterable[torch.nn.Parameter] | None = None,
+                    after_backward: Callable[[], None] | None = None) -> float:
+        """One epoch over shuffled training batches; returns the mean training loss.
+
+        Args:
+            model, optimizer: default the context's (a copy with its own optimizer works too).
+            params: train only these; every other parameter of ``model`` has ``requires_grad``
+                off for the epoch, so it gets no gradient and the optimizer skips it entirely (no
+                weight decay, no state change). Default: all parameters.
+            after_backward: called after each ``backward``, before ``optimizer.step``.
+        """
+        model, optimizer = model or self.model, optimizer or self.optimizer
+        frozen = []
+        if params is not None:
+            keep = {id(p) for p in params}
+            frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in keep]
+            for p in frozen:
+                p.requires_grad_(False)
+        model.train()
+        total, count = torch.zeros((), device=self.device), 0
+        try:
+            for xb, yb in self.train_batches():
+                optimizer.zero_grad(set_to_none=True)
+                loss = self.loss_fn(model(xb), yb)
+                loss.backward()
+                if after_backward is not None:
+                    after_backward()
+                optimizer.step()
+                total += loss.detach() * xb.shape[0]
+                count += xb.shape[0]
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+            optimizer.zero_grad(set_to_none=True)
+        return float(total) / max(count, 1)
+
+    def record_epoch(self, train_loss: float, start: float, **extra) -> dict:
+        """Count one training epoch of the model: evaluate on the validation split and append the
+        epoch record (``type: epoch``) to the history. Integration epochs (SWE) use it too, with
+        ``phase="integration"``. ``start`` is the epoch's ``time.perf_counter()`` start: the
+        record's ``seconds`` run from it to the end of the evaluation. Returns the record (callers
+        may add keys to it)."""
+        self.epoch += 1
+        val = self.evaluate("val")
+        record = {"type": "epoch", "epoch": self.epoch, "train_loss": train_loss,
+                  "val_loss": val["loss"], "val_metric": val[self.metric_name], **self.model.counts(),
+                  "seconds": time.perf_counter() - start, **extra}
+        self.history.append(record)
+        return record
+
+    def model_epoch(self, *, params: Iterable[torch.nn.Parameter] | None = None,
+                    after_backward: Callable[[], None] | None = None,
+                    optimizer: torch.optim.Optimizer | None = None, **extra) -> dict:
+        """Train the model itself for one epoch (see :meth:`train_epoch`; default optimizer: the
+        run's) and record it as an epoch of the run (see :meth:`record_epoch`)."""
+        start = time.perf_counter()
+        loss = self.train_epoch(optimizer=optimizer, params=params, after_backward=after_backward)
+        return self.record_epoch(loss, start, **extra)

@@ -1,0 +1,26 @@
+"""``NonNegativeBiases``: the SWE reference's start, every bias made non-negative (``abs``) once.
+
+With ReLU units a negative bias makes a unit more likely to start (and stay) dead; the reference
+code applies ``abs`` to the initial network's biases before training (ALGORITHMS.md §2). Only at the
+start of a fresh run (epoch 0), never on resume.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import GrowthPart
+
+__all__ = ["NonNegativeBiases"]
+
+
+class NonNegativeBiases(GrowthPart):
+    """At epoch 0, replace every layer's bias ``b`` by ``|b|`` (in place: optimizer state unaffected)."""
+
+    @torch.no_grad()
+    def on_train_begin(self, ctx) -> None:
+        if ctx.epoch != 0:
+            return
+        for layer in ctx.model.layers.values():
+            if layer.bias is not None:
+                layer.bias.abs_()
