@@ -13,8 +13,13 @@ from .errors import ConfigError
 from .strategies.edge_pruning import EpsEdgePruner
 from .strategies.edge_statistics import EdgeStatistics
 from .strategies.initializers.edge_split import EdgeSplitInitializer
+from .strategies.initializers.new_units import RandomUnitsInitializer, ZeroUnitsInitializer
+from .strategies.initializers.shared_weights import SharedWeightsExtender
 from .strategies.selectors.edge_significance import EdgeSignificanceSelector
+from .strategies.selectors.steepest_voting import SteepestVotingSelector
+from .strategies.start_values import NonNegativeBiases
 from .strategies.triggers.plateau import PlateauTrigger
+from .strategies.triggers.rounds import REFERENCE_SCHEDULE, RoundsTrigger
 from .train.trainer import GrowthMethod
 
 __all__ = ["METHODS", "DEFAULTS", "method_names", "resolve_config", "build_method"]
@@ -38,6 +43,26 @@ _EDGE_REFERENCE_FASHION = {**_EDGE_REFERENCE, "batch_size": 64, "optimizer": "ad
                            "weight_decay": 1e-3, "aggregation": "variance", "tau": 0.3,
                            "plateau_threshold": 0.05, "tau_prune": 0.0145, "max_new": 2500}
 
+# SWE + SVoD (ALGORITHMS.md §2): the issue's reference protocol, start 784-62-62-62-10, 3 rounds of at
+# most 8 epochs, B = 36, 47, Adam lr 1e-3 with weight decay 1e-4 (L2), batch 100. `epochs` is only a
+# budget: the rounds end the run. `ratio` 0 uses `schedule`; > 0 grows schedule[0] * ratio**r.
+# donation_lr and new_bias depart from the paper (which is donation_lr=run, new_bias=kaiming): chosen
+# on MNIST validation data and inactivity, every variant in docs/benchmarks.md ("SWE + SVoD").
+_SWE_REFERENCE = dict(
+    epochs=60, batch_size=100, lr=1e-3, optimizer="adam", weight_decay=1e-4, lr_schedule="constant",
+    hidden=[62, 62, 62], max_params=None, rounds=3, schedule=list(REFERENCE_SCHEDULE), ratio=0.0,
+    patience=20, final_patience=30, max_round_epochs=8, monitor="val_loss", candidates_per_unit=2,
+    init_scale=0.01, copy_lr=1e-3, copy_momentum=0.1, copy_alpha=0.9, donation_std=1e-4,
+    integration_epochs=1, existing_rows="frozen", donation_lr="per_sqrt_unit", max_donation_entries=2 ** 26,
+    nonnegative_biases=True, new_bias="median",
+)
+
+# digits: 64-16-16-16-10 growing by 8 then 12 units; rounds of at most 30 epochs.
+_SWE_SMALL = {**_SWE_REFERENCE, "epochs": 120, "batch_size": 32, "lr": 3e-3, "hidden": [16, 16, 16],
+              "schedule": [8, 12], "patience": 8, "final_patience": 12, "max_round_epochs": 30}
+
+_SWE_FAMILY = {"*": _SWE_REFERENCE, "digits": _SWE_SMALL, "table": _SWE_SMALL}
+
 _STATIC_SMALL = dict(epochs=60, batch_size=32, lr=1e-2, optimizer="adam", weight_decay=0.0,
                      lr_schedule="constant", hidden=[], max_params=None)
 
@@ -54,6 +79,9 @@ DEFAULTS: dict[str, dict[str, dict]] = {
         "fashion-mnist": _EDGE_60K,
     },
     "edge-reference": {"*": _EDGE_REFERENCE, "fashion-mnist": _EDGE_REFERENCE_FASHION},
+    "swe": _SWE_FAMILY,
+    "svod-random": _SWE_FAMILY,
+    "svod-zero": _SWE_FAMILY,
     "static": {
         "*": dict(epochs=20, batch_size=128, lr=1e-3, optimizer="adam", weight_decay=0.0,
                   lr_schedule="constant", hidden=[], max_params=None),
@@ -74,11 +102,45 @@ def _edge(cfg: dict) -> GrowthMethod:
     )
 
 
+def _svod(initializer):
+    def build(cfg: dict) -> GrowthMethod:
+        first = cfg["schedule"][0] if cfg["schedule"] else 1
+        trigger = RoundsTrigger(cfg["rounds"], schedule=None if cfg["ratio"] else cfg["schedule"],
+                                ratio=cfg["ratio"] or None, first=first if cfg["ratio"] else None,
+                                patience=cfg["patience"], final_patience=cfg["final_patience"],
+                                max_round_epochs=cfg["max_round_epochs"], monitor=cfg["monitor"])
+        selector = SteepestVotingSelector(first, candidates_per_unit=cfg["candidates_per_unit"],
+                                          init_scale=cfg["init_scale"], copy_lr=cfg["copy_lr"],
+                                          copy_momentum=cfg["copy_momentum"], copy_alpha=cfg["copy_alpha"])
+        extras = [NonNegativeBiases()] if cfg["nonnegative_biases"] else []
+        return GrowthMethod("svod", trigger=trigger, selector=selector, initializer=initializer(cfg), extras=extras)
+
+    return build
+
+
+def _swe_initializer(cfg: dict) -> SharedWeightsExtender:
+    return SharedWeightsExtender(cfg["donation_std"], integration_epochs=cfg["integration_epochs"],
+                                 existing_rows=cfg["existing_rows"], donation_lr=cfg["donation_lr"],
+                                 new_bias=cfg["new_bias"],
+                                 max_donation_entries=cfg["max_donation_entries"])
+
+
 METHODS = {
     "edge": _edge,
     "edge-reference": _edge,
+    "swe": _svod(_swe_initializer),
+    "svod-random": _svod(lambda cfg: RandomUnitsInitializer()),
+    "svod-zero": _svod(lambda cfg: ZeroUnitsInitializer()),
     "static": lambda cfg: GrowthMethod("static"),
 }
+
+# Size by gradient descent (ALGORITHMS.md §4): size-weight, controller-mask(-reference). Their rows,
+# builders and start networks live in size_methods.py; MODEL_BUILDERS names the methods that build
+# their own start network (runs.py asks it before its default MLP).
+from .size_methods import MODEL_BUILDERS, SIZE_DEFAULTS, SIZE_METHODS  # noqa: E402
+
+DEFAULTS.update(SIZE_DEFAULTS)
+METHODS.update(SIZE_METHODS)
 
 
 def method_names() -> list[str]:

@@ -22,11 +22,14 @@ import yaml
 
 from . import __version__
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from .data import load_dataset, preprocess_features, read_features_file, decode_labels
+from .data import dataset_options, load_dataset, preprocess_features, read_features_file, decode_labels
 from .errors import ConfigError, DataError
-from .graph import GrowableNet
+from .graph import GrowableNet, front_for
 from .graph.init import reinitialize
-from .methods import DEFAULTS, build_method, resolve_config
+from .inactivity_recorder import InactivityRecorder
+from .methods import DEFAULTS, MODEL_BUILDERS, build_method, resolve_config
+from .size_methods import without_size_control
+from .report.inactivity import inactivity
 from .report.plots import plot_growth
 from .report.summary import summarize
 from .train.callbacks import Callback
@@ -59,6 +62,7 @@ class RunConfig:
     out: str | None = None
     settings: dict = field(default_factory=dict)
     twin_of: str | None = None
+    front: str | None = None
 
 
 def _settings(config: RunConfig, data) -> dict:
@@ -67,7 +71,7 @@ def _settings(config: RunConfig, data) -> dict:
         key = "table" if "table" in table else "*"
     else:
         key = data.name if data.name in table else "*"
-    overrides = dict(config.settings)
+    overrides = _method_settings(config)
     for name in ("epochs", "batch_size", "lr"):
         value = getattr(config, name)
         if value is not None:
@@ -106,7 +110,20 @@ def _check_training(settings: dict, config: RunConfig) -> None:
 
 def _load_data(config: RunConfig):
     return load_dataset(config.dataset, data_dir=config.data_dir, target=config.target,
-                        test_file=config.test_file, seed=config.seed, val_fraction=config.val_fraction)
+                        test_file=config.test_file, seed=config.seed, val_fraction=config.val_fraction,
+                        options=_dataset_settings(config))
+
+
+def _dataset_settings(config: RunConfig) -> dict:
+    """The ``--set`` keys the dataset declares as its options (``--set arms=5`` for ``spirals``)."""
+    declared = dataset_options(config.dataset)
+    return {k: v for k, v in config.settings.items() if k in declared}
+
+
+def _method_settings(config: RunConfig) -> dict:
+    """The other ``--set`` keys: the method's settings."""
+    declared = dataset_options(config.dataset)
+    return {k: v for k, v in config.settings.items() if k not in declared}
 
 
 def _new_run_dir(config: RunConfig, data) -> Path:
@@ -150,13 +167,14 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
     if config.twin_of:
         source = load_checkpoint(Path(config.twin_of) / "model.safetensors").model
         model = GrowableNet.from_spec(source.spec(), source.state_dict())
+        model = without_size_control(model)  # size methods: the live units, no modulator (size_methods.py)
         reinitialize(model, config.seed)
         settings = _settings(config, data)
         method = build_method("static", resolve_config("static", "*"))
         method.name = f"{config.method}-twin"
     else:
         settings = _settings(config, data)
-        model = GrowableNet.mlp([data.n_features, *settings["hidden"], data.n_outputs], seed=config.seed)
+        model = _new_model(config, data, settings)
         method = build_method(config.method, settings)
     _check_training(settings, config)
     run_dir = _new_run_dir(config, data)
@@ -192,6 +210,7 @@ def resume_run(run_dir: str | Path, *, epochs: int | None = None, callbacks: lis
     method = build_method(name, settings if name != "static" else resolve_config("static", "*"))
     state = dict(ckpt.extra["trainer"])
     state["generator"] = ckpt.tensors["generator"]
+    state["tensors"] = {k: v for k, v in ckpt.tensors.items() if k.startswith("method.")}
     restore_rng_state({k: v for k, v in ckpt.tensors.items() if k != "generator"})
     counts_start = ckpt.extra["counts_start"]
     trainer = _trainer(method, settings, config, callbacks, run_dir, counts_start)
@@ -243,6 +262,23 @@ class _RunWriter(Callback):
                         tensors={**tensors, **rng_state()})
 
 
+def _new_model(config: RunConfig, data, settings: dict) -> GrowableNet:
+    """The method's start architecture, behind ``config.front`` when set; every value drawn from
+    the run's seed (the front from its own generator seeded the same)."""
+    builder = MODEL_BUILDERS.get(config.method)  # a method with its own start network (size_methods.py)
+    if builder is not None:
+        if config.front is not None:
+            raise ConfigError(f"method {config.method!r} builds its own start network and takes no front, "
+                              f"got front={config.front!r}")
+        return builder(settings, data, config.seed)
+    if config.front is None:
+        return GrowableNet.mlp([data.n_features, *settings["hidden"], data.n_outputs], seed=config.seed)
+    front, spec = front_for(config.front, data.input_shape, data.preprocessing.get("raw_shape"),
+                            generator=torch.Generator().manual_seed(config.seed))
+    return GrowableNet.mlp([front.out_features, *settings["hidden"], data.n_outputs], seed=config.seed,
+                           front=front, front_spec=spec)
+
+
 def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path,
              counts_start: dict | None = None) -> Trainer:
     trainer = Trainer(method, epochs=settings["epochs"], batch_size=settings["batch_size"],
@@ -250,7 +286,8 @@ def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path
                       weight_decay=settings["weight_decay"], seed=config.seed,
                       lr_schedule=settings.get("lr_schedule", "constant"),
                       max_params=_budget(config, settings), device=config.device)
-    trainer.callbacks = [_RunWriter(run_dir, trainer, counts_start), *callbacks]
+    # the recorder adds to the epoch record, so it runs before the writer stores it
+    trainer.callbacks = [InactivityRecorder(), _RunWriter(run_dir, trainer, counts_start), *callbacks]
     return trainer
 
 
@@ -263,6 +300,7 @@ def _finish(run_dir: Path, trainer: Trainer, result, data, config: RunConfig, me
         counts_start=counts_start, counts_final=result.model.counts(), metric_name=ctx.metric_name,
         higher_is_better=HIGHER_IS_BETTER[ctx.metric_name], test_metric=test[ctx.metric_name],
         train_seconds=result.train_seconds, growth_seconds=result.growth_seconds,
+        inactivity=inactivity(result.model, ctx.data.x_val),
         extra={"test_loss": test["loss"], "run_dir": str(run_dir)})
     _write_json(run_dir / "summary.json", summary)
     save_checkpoint(run_dir / "model.safetensors", result.model.cpu(),

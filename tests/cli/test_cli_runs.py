@@ -17,7 +17,8 @@ from selfexpand.data import decode_labels, preprocess_features
 def _architecture(model) -> dict:
     """Layers in order with sizes and activations; connections with shapes, reads and live masks."""
     spec = model.spec()
-    layers = [(n, spec["layers"][n]) for n in spec["order"]]
+    # the grown marks say which units growth added, not what the architecture is (a twin has none)
+    layers = [(n, {k: v for k, v in spec["layers"][n].items() if k != "grown"}) for n in spec["order"]]
     conns = {}
     for name, c in model.connections.items():
         index = None if c.in_index is None else c.in_index.tolist()

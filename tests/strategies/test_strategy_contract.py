@@ -116,7 +116,8 @@ FRESH = {
 
 
 def test_every_part_of_the_edge_methods_is_covered():
-    for name in method_names():
+    # the other methods' parts have their own suites (test_rounds_trigger.py, test_steepest_voting.py, ...)
+    for name in [n for n in method_names() if n.startswith("edge")]:
         method = build_method(name, resolve_config(name, "digits"))
         assert {type(p) for p in method.parts()} <= set(SCENARIOS), name
     assert set(SCENARIOS) == set(PART_CLASSES)

@@ -3,21 +3,26 @@
 ``load_dataset(name_or_path)`` returns a ``Dataset`` (train/val/test tensors plus a JSON-able
 ``preprocessing`` dict). Built-in names: ``digits`` (bundled with scikit-learn), ``mnist``,
 ``fashion-mnist``, ``emnist-letters`` and ``cifar10`` (files under ``data_dir`` or
-``$SELFEXPAND_DATA``); any ``.csv`` (with ``target=``) or ``.npz`` (``X``, ``y``) path.
+``$SELFEXPAND_DATA``); the synthetic tasks ``bessel``, ``bessel-sum``, ``cubic``, ``quadratic``,
+``gaussian-mixture``, ``step-sine`` and ``spirals`` (``data/synthetic.py``, generated, with options);
+any ``.csv`` (with ``target=``) or ``.npz`` (``X``, ``y``) path.
 """
 
 from __future__ import annotations
 
 from .base import Dataset, decode_labels, preprocess_features
-from .registry import DATA_ENV, dataset_names, find_data_folder, load_dataset, register_dataset
+from .registry import (DATA_ENV, dataset_names, dataset_options, find_data_folder, load_dataset,
+                       register_dataset)
 from .tabular import read_features_file
 from . import cifar as _cifar  # noqa: F401  (registers cifar10)
 from . import idx as _idx  # noqa: F401  (registers mnist, fashion-mnist, emnist-letters)
+from . import synthetic as _synthetic  # noqa: F401  (registers bessel, spirals, ... : ALGORITHMS.md §4)
 
 __all__ = [
     "Dataset",
     "DATA_ENV",
     "dataset_names",
+    "dataset_options",
     "decode_labels",
     "find_data_folder",
     "load_dataset",

@@ -12,7 +12,14 @@ A registered loader is called as ``loader_fn(data_dir)`` and returns
   ``standardize`` (per-feature mean/std from the training split).
 
 When no test set is returned, a test fifth is split off once with ``random_state=0`` (stratified
-for classification), whatever ``seed`` is; the validation split of the rest uses ``seed``.
+for classification), whatever ``seed`` is; the validation split of the rest uses ``seed``. A loader
+that makes its own validation set returns it as ``meta["validation"] = (x_val, y_val)``; then
+``x_train_full`` is the training set as it is and ``seed`` / ``val_fraction`` do not split it.
+
+**Dataset options.** A loader may declare options with defaults,
+``register_dataset("spirals", fn, options={"arms": 3})``; ``load_dataset(name, options={"arms": 5})``
+checks the names and types against the declared defaults and passes them as keyword arguments
+(``selfexpand train --set arms=5``: a ``--set`` key that the dataset declares goes to the dataset).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from .base import TASKS, Dataset, preprocess_features
 __all__ = [
     "register_dataset",
     "dataset_names",
+    "dataset_options",
     "load_dataset",
     "find_data_folder",
     "DATA_ENV",
@@ -45,14 +53,16 @@ TABLE_SUFFIXES = (".csv", ".npz")
 
 LoaderFn = Callable[..., tuple]
 _REGISTRY: dict[str, LoaderFn] = {}
+_OPTIONS: dict[str, dict] = {}
 
 
-def register_dataset(name: str, loader_fn: LoaderFn | None = None):
+def register_dataset(name: str, loader_fn: LoaderFn | None = None, *, options: dict | None = None):
     """Register ``loader_fn`` under ``name``; without ``loader_fn``, return a decorator.
 
     Args:
         name: The dataset name (case-insensitive) that ``load_dataset`` accepts.
         loader_fn: ``loader_fn(data_dir, **kw) -> (x_train_full, y_train_full, x_test, y_test, meta)``.
+        options: the loader's keyword options and their defaults (ints, floats, strings, bools).
 
     Returns:
         ``loader_fn`` (so it can be used as ``@register_dataset("name")``).
@@ -65,6 +75,7 @@ def register_dataset(name: str, loader_fn: LoaderFn | None = None):
         if not callable(fn):
             raise ConfigError(f"register_dataset({name!r}) needs a callable loader, got {fn!r}")
         _REGISTRY[key] = fn
+        _OPTIONS[key] = dict(options or {})
         return fn
 
     return _register if loader_fn is None else _register(loader_fn)
@@ -73,6 +84,46 @@ def register_dataset(name: str, loader_fn: LoaderFn | None = None):
 def dataset_names() -> list[str]:
     """The registered dataset names, sorted."""
     return sorted(_REGISTRY)
+
+
+def dataset_options(name: str) -> dict:
+    """The options a registered dataset declares, with their defaults (empty for unknown names)."""
+    return dict(_OPTIONS.get(str(name).strip().lower(), {}))
+
+
+def _check_options(key: str, options: dict | None) -> dict:
+    """The dataset's declared options with ``options`` applied (checked and coerced to their types).
+
+    Raises:
+        ConfigError: an undeclared name, or a value not of the default's type.
+    """
+    declared = _OPTIONS.get(key, {})
+    checked = {}
+    for name, value in (options or {}).items():
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise ConfigError(f"dataset {key!r} takes the options {known}, got {name}={value!r}")
+        default = declared[name]
+        if isinstance(value, str) and not isinstance(default, str):
+            import yaml
+
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                pass
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(default, float) and isinstance(value, str):
+            try:
+                value = float(value)  # YAML 1.1 reads "1e-3" as text
+            except ValueError:
+                pass
+        if type(value) is not type(default):
+            kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+                type(default), type(default).__name__)
+            raise ConfigError(f"dataset option {name} must be {kind} (like {default!r}), got {name}={value!r}")
+        checked[name] = value
+    return {**declared, **checked}
 
 
 def find_data_folder(
@@ -172,9 +223,15 @@ def _assemble(name: str, parts: tuple, seed: int, val_fraction: float) -> Datase
         x_test, y_test = x_full[test_idx], y_full[test_idx]
     elif len(x_test) != len(y_test):
         raise DataError(f"dataset {name!r}: test set has {len(x_test)} examples but {len(y_test)} targets")
-    train_idx, val_idx = _split(idx, labels, float(val_fraction), int(seed), "validation", name)
-    x_train, y_train = x_full[train_idx], y_full[train_idx]
-    x_val, y_val = x_full[val_idx], y_full[val_idx]
+    if meta.get("validation") is not None:  # the loader's own validation set
+        x_val, y_val = (np.asarray(a) for a in meta["validation"])
+        if task == "classification":
+            y_val = y_val.astype(np.int64)
+        x_train, y_train = x_full[idx], y_full[idx]
+    else:
+        train_idx, val_idx = _split(idx, labels, float(val_fraction), int(seed), "validation", name)
+        x_train, y_train = x_full[train_idx], y_full[train_idx]
+        x_val, y_val = x_full[val_idx], y_full[val_idx]
 
     prep = dict(meta.get("preprocessing") or {})
     prep["task"] = task
@@ -239,6 +296,7 @@ def load_dataset(
     test_file: str | None = None,
     seed: int = 0,
     val_fraction: float = 0.2,
+    options: dict | None = None,
 ) -> Dataset:
     """Load a registered dataset by name, or the user's own ``.csv`` / ``.npz`` file.
 
@@ -250,6 +308,7 @@ def load_dataset(
         test_file: A CSV/NPZ with the same columns to use as the test set (own files only).
         seed: Seed of the train/validation split (the test split never depends on it).
         val_fraction: Fraction of the non-test data held out for validation, in (0, 1).
+        options: The dataset's own options (``dataset_options(name)``), e.g. ``{"arms": 5}``.
 
     Returns:
         The ``Dataset``.
@@ -265,6 +324,8 @@ def load_dataset(
         path = _resolve_table_path(name_or_path, data_dir)
         if test_file is not None:
             test_file = _resolve_table_path(test_file, data_dir)
+        if options:
+            raise ConfigError(f"dataset options apply to named datasets only, not to a file, got {options!r}")
         parts = load_table(path, target=target, test_file=test_file)
         return _assemble(path.stem, parts, seed, val_fraction)
     key = str(name_or_path).strip().lower()
@@ -278,7 +339,7 @@ def load_dataset(
             f"target / test_file apply to .csv / .npz files only, not to dataset {key!r} "
             f"(got target={target!r}, test_file={test_file!r})"
         )
-    return _assemble(key, _REGISTRY[key](data_dir), seed, val_fraction)
+    return _assemble(key, _REGISTRY[key](data_dir, **_check_options(key, options)), seed, val_fraction)
 
 
 @register_dataset("digits")

@@ -65,3 +65,8 @@ def make_modulator(spec: dict, n_units: int) -> UnitModulator:
         raise ConfigError(f"modulator type must be one of {sorted(MODULATORS)}, got type={kind!r}")
     kwargs = {k: v for k, v in spec.items() if k != "type"}
     return MODULATORS[kind](n_units, **kwargs)
+
+
+# The size weight and the controller mask (ALGORITHMS.md §4) live in their own file; importing it
+# here registers them, so any graph spec naming them can be rebuilt once ``graph`` is imported.
+from . import size_control as _size_control  # noqa: E402,F401

@@ -19,6 +19,7 @@ from ..strategies.base import GrowthPart, Initializer, Selector, Trigger
 from .callbacks import Callback
 from .context import GrowthContext
 from .history import History
+from .auxiliary import auxiliary_loss
 from .metrics import task_loss, task_metric
 
 __all__ = ["Trainer", "GrowthMethod", "FitResult", "make_optimizer", "OPTIMIZERS"]
@@ -28,11 +29,12 @@ log = logging.getLogger("selfexpand.train")
 LR_SCHEDULES = ("constant", "cosine")
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
-              "rmsprop": torch.optim.RMSprop}
+              "rmsprop": torch.optim.RMSprop, "gd": torch.optim.SGD}  # gd: plain gradient descent
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """An optimizer by name (``adam``, ``adamw``, ``sgd`` with momentum 0.9, ``rmsprop``)."""
+    """An optimizer by name (``adam``, ``adamw``, ``sgd`` with momentum 0.9, ``rmsprop``, ``gd``: plain
+    gradient descent, i.e. SGD without momentum)."""
     if name not in OPTIMIZERS:
         raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got optimizer={name!r}")
     if not lr > 0:
@@ -64,6 +66,15 @@ class GrowthMethod:
     def load_state_dict(self, state: dict) -> None:
         for i, part in enumerate(self.parts()):
             part.load_state_dict(state.get(str(i), {}))
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The parts' tensor state, keyed ``method.<part index>.<name>`` (checkpoint tensors)."""
+        return {f"method.{i}.{k}": v for i, p in enumerate(self.parts()) for k, v in p.state_tensors().items()}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        for i, part in enumerate(self.parts()):
+            prefix = f"method.{i}."
+            part.load_state_tensors({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
 
 
 @dataclass
@@ -159,20 +170,14 @@ class Trainer:
         for xb, yb in ctx.train_batches():
             optimizer.zero_grad(set_to_none=True)
             loss = ctx.loss_fn(model(xb), yb)
-            loss.backward()
+            extra = auxiliary_loss(model)  # size losses of modulators (train/auxiliary.py)
+            (loss if extra is None else loss + extra).backward()
             optimizer.step()
             for part in parts:
                 part.on_batch_end(ctx)
             total += loss.detach() * xb.shape[0]
             count += xb.shape[0]
-        ctx.epoch += 1
-        val = ctx.evaluate("val")
-        epoch_seconds = time.perf_counter() - start
-        counts = model.counts()
-        record = {"type": "epoch", "epoch": ctx.epoch, "train_loss": float(total) / max(count, 1),
-                  "val_loss": val["loss"], "val_metric": val[ctx.metric_name], **counts,
-                  "seconds": epoch_seconds}
-        ctx.history.append(record)
+        record = ctx.record_epoch(float(total) / max(count, 1), start)
         grow_start = time.perf_counter()
         events = []
         for part in parts:
@@ -180,6 +185,7 @@ class Trainer:
         reason = ""
         if self.method.trigger is not None:
             decision = self.method.trigger.should_grow(ctx)
+            ctx.decision = decision
             reason = decision.reason
             if decision.grow:
                 sites = self.method.selector.select(ctx) if self.method.selector else []
@@ -209,7 +215,7 @@ class Trainer:
         ctx = self.ctx
         state = {"epoch": ctx.epoch, "method": self.method.state_dict(),
                  "history": ctx.history.state_dict(), "spent": dict(self._spent)}
-        return state, {"generator": ctx.generator.get_state()}
+        return state, {"generator": ctx.generator.get_state(), **self.method.state_tensors()}
 
     def _load_state(self, ctx: GrowthContext, state: dict, spent: dict) -> None:
         ctx.epoch = int(state["epoch"])
@@ -217,6 +223,7 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         if "generator" in state:
             ctx.generator.set_state(state["generator"])
+        self.method.load_state_tensors(state.get("tensors", {}))
         spent.update(state.get("spent", {}))
 
 
