@@ -57,8 +57,9 @@ _SWE_REFERENCE = dict(
     nonnegative_biases=True, new_bias="median",
 )
 
-# digits: 64-16-16-16-10 growing by 8 then 12 units; rounds of at most 30 epochs.
-_SWE_SMALL = {**_SWE_REFERENCE, "epochs": 120, "batch_size": 32, "lr": 3e-3, "hidden": [16, 16, 16],
+# digits: 64-16-16-16-10 growing by 8 then 12 units; rounds of at most 30 epochs. lr 1e-2 beat 3e-3
+# on digits validation accuracy for seeds 0, 1, 2 (0.972 / 0.951 / 0.972 against 0.969 / 0.934 / 0.958).
+_SWE_SMALL = {**_SWE_REFERENCE, "epochs": 120, "batch_size": 32, "lr": 1e-2, "hidden": [16, 16, 16],
               "schedule": [8, 12], "patience": 8, "final_patience": 12, "max_round_epochs": 30}
 
 _SWE_FAMILY = {"*": _SWE_REFERENCE, "digits": _SWE_SMALL, "table": _SWE_SMALL}

@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
+from .auxiliary import auxiliary_loss
 from .history import History
 
 __all__ = ["GrowthContext"]
@@ -124,7 +125,8 @@ class GrowthContext:
             for xb, yb in self.train_batches():
                 optimizer.zero_grad(set_to_none=True)
                 loss = self.loss_fn(model(xb), yb)
-                loss.backward()
+                extra = auxiliary_loss(model)  # size losses of modulators, as the trainer adds them
+                (loss if extra is None else loss + extra).backward()
                 if after_backward is not None:
                     after_backward()
                 optimizer.step()
