@@ -30,18 +30,22 @@ SYSTEMS = ("swe", "svod-random", "svod-zero")
 
 
 def growth_steps(run_dir: Path) -> list[dict]:
-    """One entry per growth step: validation accuracy before / after (SWE records them) and the
-    growth cost: the step's wall time (SVoD's copy and gate pass, SWE's integration epochs, baking)
-    over the wall time of the training epoch just before it."""
+    """One entry per growth step: validation accuracy before / after (SWE records them), the growth
+    cost (the step's wall time outside epochs of the run: SVoD's copy epoch and gate pass, SWE's
+    attaching and baking; over the wall time of the training epoch just before it), and the step
+    cost with SWE's integration epochs, which are epochs of the run (DESIGN.md glossary), included."""
     records = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     steps, last, current = [], None, None
     for r in records:
         if r["type"] == "epoch" and r.get("phase") != "integration":
             last, current = r, None
         elif r["type"] == "growth" and r["kind"] == "add_units" and last is not None and current is None:
+            integration = last.get("integration_seconds", 0.0)
             current = {"epoch": last["epoch"], "val_before": None, "val_after": None,
                        "growth_cost_epochs": last["growth_seconds"] / last["seconds"],
-                       "growth_seconds": last["growth_seconds"], "epoch_seconds": last["seconds"],
+                       "step_cost_epochs": (last["growth_seconds"] + integration) / last["seconds"],
+                       "growth_seconds": last["growth_seconds"], "integration_seconds": integration,
+                       "epoch_seconds": last["seconds"],
                        "svod_seconds": r["details"].get("copy_seconds", 0) + r["details"].get("gate_seconds", 0)}
             steps.append(current)
         if r["type"] == "growth" and current is not None and "val_metric_before" in r["details"]:
@@ -84,7 +88,8 @@ def _mean_std(values: list[float]) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = ["| system | test accuracy | inactive new units | inactive units | val. change at growth (points) "
-             "| growth cost (epochs) | params final | epochs |", "|---|---|---|---|---|---|---|---|"]
+             "| growth cost (epochs) | with integration (epochs) | params final | epochs |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for system in (*SYSTEMS, "static twin of swe"):
         runs = [r for r in rows if r["system"] == system]
         if not runs:
@@ -92,12 +97,14 @@ def table(rows: list[dict]) -> str:
         drops = [100 * (s["val_after"] - s["val_before"]) for r in runs for s in r["steps"]
                  if s["val_before"] is not None and s["val_after"] is not None]
         costs = [s["growth_cost_epochs"] for r in runs for s in r["steps"]]
+        steps = [s["step_cost_epochs"] for r in runs for s in r["steps"]]
         lines.append(
             f"| {system} | {_mean_std([r['test_metric'] for r in runs])} "
             f"| {_mean_std([r['inactive_new_units_fraction'] for r in runs])} "
             f"| {_mean_std([r['inactive_units_fraction'] for r in runs])} "
             f"| {', '.join(f'{d:+.2f}' for d in drops) or '-'} "
             f"| {', '.join(f'{c:.2f}' for c in costs) or '-'} "
+            f"| {', '.join(f'{c:.2f}' for c in steps) or '-'} "
             f"| {_mean_std([float(r['params_final']) for r in runs])} | {_mean_std([float(r['epochs']) for r in runs])} |")
     return "\n".join(lines)
 

@@ -40,6 +40,12 @@ def test_each_method_grows_in_rounds_and_reports_inactivity(tmp_path, method):
     bakes = [r for r in history if r["type"] == "growth" and r["kind"] == "bake_donations"]
     if method == "swe":
         assert len(integration) == len(bakes) == len(grown) >= 2
+        # integration epochs are epochs of the run: their time is not growth time (glossary)
+        raw = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+        steps = [r for r in raw if r["type"] == "epoch" and "integration_seconds" in r]
+        assert len(steps) == 2
+        assert sum(r["integration_seconds"] for r in steps) == pytest.approx(
+            sum(r["seconds"] for r in raw if r.get("phase") == "integration"), rel=1e-9)
     else:
         assert not integration and not bakes
     # 3 rounds of 3 epochs, plus the integration epochs, then the last round stops the run

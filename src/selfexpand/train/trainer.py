@@ -179,6 +179,7 @@ class Trainer:
             count += xb.shape[0]
         record = ctx.record_epoch(float(total) / max(count, 1), start)
         grow_start = time.perf_counter()
+        n_records = len(ctx.history.records)
         events = []
         for part in parts:
             events += part.on_epoch_end(ctx)
@@ -191,8 +192,13 @@ class Trainer:
                 sites = self.method.selector.select(ctx) if self.method.selector else []
                 if sites:
                     events += self.method.initializer.grow(ctx, sites)
-        growth_seconds = time.perf_counter() - grow_start
+        # integration epochs (SWE) train the model itself: epochs of the run, not growth (glossary)
+        integration = sum(r["seconds"] for r in ctx.history.records[n_records:]
+                          if r["type"] == "epoch" and r.get("phase") == "integration")
+        growth_seconds = time.perf_counter() - grow_start - integration
         record["growth_seconds"] = growth_seconds
+        if integration:
+            record["integration_seconds"] = integration
         if events:
             for part in parts:
                 part.on_grow_end(ctx, events)
