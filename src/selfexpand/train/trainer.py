@@ -16,10 +16,10 @@ import torch
 
 from ..errors import ConfigError
 from ..strategies.base import GrowthPart, Initializer, Selector, Trigger
+from .auxiliary import auxiliary_loss
 from .callbacks import Callback
 from .context import GrowthContext
 from .history import History
-from .auxiliary import auxiliary_loss
 from .metrics import task_loss, task_metric
 
 __all__ = ["Trainer", "GrowthMethod", "FitResult", "make_optimizer", "OPTIMIZERS"]
