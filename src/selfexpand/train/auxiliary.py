@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["auxiliary_loss"]
+__all__ = ["auxiliary_loss", "auxiliary_terms"]
 
 
-def auxiliary_loss(model: torch.nn.Module) -> torch.Tensor | None:
-    """The sum of ``module.auxiliary_loss()`` over the model's modules that define it, or None."""
+def auxiliary_terms(model: torch.nn.Module) -> list:
+    """The ``auxiliary_loss`` methods of the model's modules. The module tree changes only when the
+    model grows, so a training loop looks them up once per epoch, not once per batch."""
+    return [term for module in model.modules() if callable(term := getattr(module, "auxiliary_loss", None))]
+
+
+def auxiliary_loss(model: torch.nn.Module, terms: list | None = None) -> torch.Tensor | None:
+    """The sum of ``module.auxiliary_loss()`` over the model's modules that define it (or over
+    ``terms`` from :func:`auxiliary_terms`), or None when there is none."""
     total = None
-    for module in model.modules():
-        term = getattr(module, "auxiliary_loss", None)
-        if callable(term):
-            value = term()
-            total = value if total is None else total + value
+    for term in auxiliary_terms(model) if terms is None else terms:
+        value = term()
+        total = value if total is None else total + value
     return total

@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from .auxiliary import auxiliary_loss
+from .auxiliary import auxiliary_loss, auxiliary_terms
 from .history import History
 
 __all__ = ["GrowthContext"]
@@ -121,11 +121,12 @@ class GrowthContext:
                 p.requires_grad_(False)
         model.train()
         total, count = torch.zeros((), device=self.device), 0
+        terms = auxiliary_terms(model)  # size losses of modulators, as the trainer adds them
         try:
             for xb, yb in self.train_batches():
                 optimizer.zero_grad(set_to_none=True)
                 loss = self.loss_fn(model(xb), yb)
-                extra = auxiliary_loss(model)  # size losses of modulators, as the trainer adds them
+                extra = auxiliary_loss(model, terms)
                 (loss if extra is None else loss + extra).backward()
                 if after_backward is not None:
                     after_backward()

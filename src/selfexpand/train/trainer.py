@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ConfigError
 from ..strategies.base import GrowthPart, Initializer, Selector, Trigger
-from .auxiliary import auxiliary_loss
+from .auxiliary import auxiliary_loss, auxiliary_terms
 from .callbacks import Callback
 from .context import GrowthContext
 from .history import History
@@ -167,10 +167,11 @@ class Trainer:
                 group["lr"] = self.lr * (1 + math.cos(math.pi * ctx.epoch / self.epochs)) / 2
         model.train()
         total, count = torch.zeros((), device=self.device), 0
+        terms = auxiliary_terms(model)  # size losses of modulators (train/auxiliary.py)
         for xb, yb in ctx.train_batches():
             optimizer.zero_grad(set_to_none=True)
             loss = ctx.loss_fn(model(xb), yb)
-            extra = auxiliary_loss(model)  # size losses of modulators (train/auxiliary.py)
+            extra = auxiliary_loss(model, terms)
             (loss if extra is None else loss + extra).backward()
             optimizer.step()
             for part in parts:
