@@ -1,0 +1,94 @@
+"""GradMax (Evci et al. 2022; ALGORITHMS.md §5): outgoing weights that maximise the new units'
+gradient norm.
+
+For new units of hidden layer ``l`` (one full connection ``l-1 -> l`` in, one ``l -> l+1`` out), let
+``M = E[dL/dz_{l+1} a_{l-1}^T]`` over the training set (``z_{l+1}``: layer ``l+1``'s pre-activation,
+``a_{l-1}``: layer ``l-1``'s output). The outgoing weights of the ``k`` new units are the top-``k``
+left singular vectors of ``M`` (each with its largest entry positive), scaled to the mean column norm
+of the existing outgoing weights. ``M`` is read as the gradient of a zero connection ``l-1 -> l+1``
+added to a throw-away copy of the model for one gradient pass: that gradient is exactly
+``E[dL/dz_{l+1} a_{l-1}^T]``. Incoming weights are random unit directions scaled by ``epsilon``
+(with ReLU, ``relu'(0) = 0`` would keep all-zero incoming weights at zero forever), biases 0: the
+function is preserved to ``O(epsilon)``, exactly at ``epsilon = 0``. Units beyond the rank bound
+``min(n_{l+1}, n_{l-1})`` get zero outgoing weights.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ...errors import ConfigError, GrowthError
+from ...ops import add_units
+from ..base import Initializer, Site
+from .new_units import layers_last_first
+
+__all__ = ["GradMaxInitializer", "gradient_cross_moment"]
+
+
+def _chain_connections(net, layer: str) -> tuple[str, str]:
+    ins = [n for n, c in net.connections.items() if c.target == layer]
+    outs = [n for n, c in net.connections.items() if c.source == layer]
+    full = all(net.connections[n].in_index is None and net.connections[n].out_index is None for n in ins + outs)
+    if len(ins) != 1 or len(outs) != 1 or not full:
+        raise GrowthError(f"GradMax needs layer {layer!r} to have one full connection in and one out, "
+                          f"got in {ins}, out {outs}")
+    return ins[0], outs[0]
+
+
+def gradient_cross_moment(ctx, layer: str) -> torch.Tensor:
+    """``M = E[dL/dz_{l+1} a_{l-1}^T]`` for hidden ``layer`` over one pass of the training set."""
+    net = ctx.model
+    conn_in, conn_out = _chain_connections(net, layer)
+    source, target = net.connections[conn_in].source, net.connections[conn_out].target
+    probe_net = copy.deepcopy(net)
+    rows, cols = net.layers[target].size, net.layers[source].size
+    name = probe_net.add_connection(source, target, torch.zeros(rows, cols).to(net.layers[target].bias))
+    probe = probe_net.connections[name].weight
+    for p in probe_net.parameters():
+        p.requires_grad_(p is probe)
+    total, n = torch.zeros(rows, cols, dtype=torch.float64), ctx.data.x_train.shape[0]
+    batch = max(ctx.batch_size, 1024)
+    seen = [0]
+
+    def on_batch():
+        size = min(batch, n - seen[0])
+        seen[0] += size
+        total.add_(probe.grad.detach().double().cpu() * size)
+
+    ctx.gradient_pass(on_batch, model=probe_net, batch_size=batch)
+    return total / max(n, 1)
+
+
+class GradMaxInitializer(Initializer):
+    """New units with GradMax outgoing weights and ``epsilon``-scaled random incoming weights.
+
+    Args:
+        epsilon: norm of each new unit's incoming weight vector (0: the function is preserved exactly).
+    """
+
+    def __init__(self, epsilon: float = 1e-3):
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0:
+            raise ConfigError(f"epsilon must be a number >= 0, got epsilon={epsilon!r}")
+        self.epsilon = float(epsilon)
+
+    def grow(self, ctx, sites: list[Site]) -> list:
+        net, events = ctx.model, []
+        for site in layers_last_first(net, sites):
+            conn_in, conn_out = _chain_connections(net, site.layer)
+            m = gradient_cross_moment(ctx, site.layer)
+            k = site.n_units
+            u = torch.linalg.svd(m, full_matrices=False).U[:, :k]
+            u = u * torch.where(u.gather(0, u.abs().argmax(0, keepdim=True)) < 0, -1.0, 1.0)
+            existing = net.connections[conn_out].weight.detach().double()
+            scale = existing.norm(dim=0).mean()
+            outgoing = torch.zeros(m.shape[0], k, dtype=torch.float64)
+            outgoing[:, :u.shape[1]] = u * scale
+            incoming = torch.randn(k, net.connections[conn_in].shape[1], generator=ctx.generator, dtype=torch.float64)
+            incoming = incoming / incoming.norm(dim=1, keepdim=True).clamp_min(1e-12) * self.epsilon
+            events.append(add_units(net, site.layer, k, incoming={conn_in: incoming.float()},
+                                    bias=torch.zeros(k), outgoing={conn_out: outgoing.float()},
+                                    optimizer=ctx.optimizer))
+            events[-1].details["singular_values"] = torch.linalg.svdvals(m)[:k].tolist()
+        return events
