@@ -13,11 +13,15 @@ from .errors import ConfigError
 from .strategies.edge_pruning import EpsEdgePruner
 from .strategies.edge_statistics import EdgeStatistics
 from .strategies.initializers.edge_split import EdgeSplitInitializer
+from .strategies.initializers.gradmax import GradMaxInitializer
+from .strategies.initializers.net2net import Net2NetWiderInitializer
 from .strategies.initializers.new_units import RandomUnitsInitializer, ZeroUnitsInitializer
 from .strategies.initializers.shared_weights import SharedWeightsExtender
 from .strategies.selectors.edge_significance import EdgeSignificanceSelector
+from .strategies.selectors.fixed_units import AllLayersSelector
 from .strategies.selectors.steepest_voting import SteepestVotingSelector
 from .strategies.start_values import NonNegativeBiases
+from .strategies.triggers.interval import IntervalTrigger
 from .strategies.triggers.plateau import PlateauTrigger
 from .strategies.triggers.rounds import REFERENCE_SCHEDULE, RoundsTrigger
 from .train.trainer import GrowthMethod
@@ -64,6 +68,18 @@ _SWE_SMALL = {**_SWE_REFERENCE, "epochs": 120, "batch_size": 32, "lr": 1e-2, "hi
 
 _SWE_FAMILY = {"*": _SWE_REFERENCE, "digits": _SWE_SMALL, "table": _SWE_SMALL}
 
+# Baselines (ALGORITHMS.md §5) on GroMo's schedule: one hidden layer of 8 units, +6 units after each
+# of the first 11 epochs, 20 epochs of Adam. digits: +4 units, 40 epochs at lr 1e-2, batch 32.
+_BASELINE = dict(epochs=20, batch_size=64, lr=1e-3, optimizer="adam", weight_decay=0.0, lr_schedule="constant",
+                 hidden=[8], max_params=None, units=6, every=1, times=11)
+_BASELINE_SMALL = {**_BASELINE, "epochs": 40, "batch_size": 32, "lr": 1e-2, "units": 4}
+
+
+def _baseline_rows(**extra) -> dict:
+    return {"*": {**_BASELINE, **extra}, "digits": {**_BASELINE_SMALL, **extra},
+            "table": {**_BASELINE_SMALL, **extra}}
+
+
 _STATIC_SMALL = dict(epochs=60, batch_size=32, lr=1e-2, optimizer="adam", weight_decay=0.0,
                      lr_schedule="constant", hidden=[], max_params=None)
 
@@ -80,6 +96,10 @@ DEFAULTS: dict[str, dict[str, dict]] = {
         "fashion-mnist": _EDGE_60K,
     },
     "edge-reference": {"*": _EDGE_REFERENCE, "fashion-mnist": _EDGE_REFERENCE_FASHION},
+    "random": _baseline_rows(),
+    "zero": _baseline_rows(),
+    "net2net": _baseline_rows(noise=1e-3),
+    "gradmax": _baseline_rows(epsilon=1e-3),
     "swe": _SWE_FAMILY,
     "svod-random": _SWE_FAMILY,
     "svod-zero": _SWE_FAMILY,
@@ -126,8 +146,20 @@ def _swe_initializer(cfg: dict) -> SharedWeightsExtender:
                                  max_donation_entries=cfg["max_donation_entries"])
 
 
+def _baseline(initializer):
+    def build(cfg: dict) -> GrowthMethod:
+        return GrowthMethod("baseline", trigger=IntervalTrigger(cfg["every"], times=cfg["times"]),
+                            selector=AllLayersSelector(cfg["units"]), initializer=initializer(cfg))
+
+    return build
+
+
 METHODS = {
     "edge": _edge,
+    "random": _baseline(lambda cfg: RandomUnitsInitializer()),
+    "zero": _baseline(lambda cfg: ZeroUnitsInitializer()),
+    "net2net": _baseline(lambda cfg: Net2NetWiderInitializer(cfg["noise"])),
+    "gradmax": _baseline(lambda cfg: GradMaxInitializer(cfg["epsilon"])),
     "edge-reference": _edge,
     "swe": _svod(_swe_initializer),
     "svod-random": _svod(lambda cfg: RandomUnitsInitializer()),

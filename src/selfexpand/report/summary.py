@@ -6,7 +6,7 @@ from .inactivity import inactivity_fields
 
 __all__ = ["GROWING_KINDS", "summarize", "SUMMARY_TABLE_KEYS"]
 
-GROWING_KINDS = ("split_edges", "add_units", "insert_layer")
+GROWING_KINDS = ("split_edges", "add_units", "insert_layer", "split_units")
 
 SUMMARY_TABLE_KEYS = ("method", "dataset", "seed", "epochs", "test_metric", "best_val_metric",
                       "params_start", "params_final", "weights_active_final", "stored_params_final",
