@@ -84,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("run_dir")
     pr.add_argument("file")
     _add_sweep_parser(sub)
+    b = sub.add_parser("bench", help="several methods on one dataset, each beside its static twin")
+    b.add_argument("--dataset", default="digits", help="dataset name or a .csv / .npz file (default: digits)")
+    b.add_argument("--methods", required=True, help="comma-separated method names")
+    b.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..K-1 (default 1)")
+    b.add_argument("--epochs", type=_positive_int, help="epochs of every run (default: each method's own)")
+    b.add_argument("--jobs", type=_positive_int, default=1, help="runs in parallel processes (default 1)")
+    b.add_argument("--data-dir", help="folder holding the dataset (default: $SELFEXPAND_DATA)")
+    b.add_argument("--out", help="folder for results.csv, results.md, pareto.png (default: runs/bench-...)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -101,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else 0
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return {"train": _train, "resume": _resume, "inspect": _inspect, "predict": _predict,
-                "sweep": _sweep}[
+                "sweep": _sweep, "bench": _bench}[
             args.command](args, argv)
     except UsageError as exc:
         print(f"selfexpand: error: {exc}", file=sys.stderr)
@@ -311,6 +320,45 @@ def _sweep(args, argv) -> int:
     print(summary_markdown(result), end="")
     print(f"\nsweep directory: {out}")
     return 0
+
+
+# ---------------------------------------------------------------------- selfexpand bench
+def _bench(args, argv) -> int:
+    """``selfexpand bench``: :func:`selfexpand.bench.run_bench` into a new folder; exit 1 if a run failed."""
+    import time
+
+    from .bench import run_bench, write_bench
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    out = Path(args.out) if args.out else Path("runs") / f"bench-{Path(args.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out must be a new or empty folder (nothing is overwritten), got {str(out)!r}")
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="run", desc="bench", dynamic_ncols=True, file=sys.stderr)
+        bar.update(done - bar.n)
+
+    progress(0, len(methods) * args.seeds)
+    try:
+        rows = run_bench(args.dataset, methods, args.seeds, out, epochs=args.epochs, jobs=args.jobs,
+                         data_dir=args.data_dir, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    write_bench(rows, out, command="selfexpand " + " ".join(argv), jobs=args.jobs)
+    print((out / "results.md").read_text(), end="")
+    print(f"\nbench directory: {out}")
+    failed = [r for r in rows if r.get("error")]
+    if failed:
+        print(f"selfexpand: error: {len(failed)} of {len(rows)} runs failed (see results.md)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _progress(args) -> list:

@@ -1,0 +1,72 @@
+"""``selfexpand bench``: the three files with their columns on a tiny run, twins included, a failing
+method recorded while the others go on (exit status 1), bad requests refused."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from selfexpand import methods as methods_module
+from selfexpand.bench import BENCH_COLUMNS, run_bench, write_bench
+from selfexpand.cli import main
+from selfexpand.errors import ConfigError
+from selfexpand.train.trainer import GrowthMethod
+
+
+@pytest.fixture
+def broken_method(monkeypatch):
+    """A method ``broken`` whose trigger raises at the end of the first epoch."""
+
+    class Boom:
+        def __getattr__(self, name):
+            if name == "should_grow":
+                def fail(ctx):
+                    raise RuntimeError("planted failure")
+                return fail
+            return lambda *a, **k: ([] if name == "on_epoch_end" else {} if name.startswith("state") else None)
+
+    monkeypatch.setitem(methods_module.METHODS, "broken", lambda cfg: GrowthMethod("broken", trigger=Boom()))
+    monkeypatch.setitem(methods_module.DEFAULTS, "broken", methods_module.DEFAULTS["zero"])
+
+
+def test_bench_writes_the_three_files_with_twins_and_survives_a_failing_method(tmp_path, broken_method):
+    rows = run_bench("digits", ["zero", "broken", "static"], 2, tmp_path, epochs=2)
+    write_bench(rows, tmp_path, command="selfexpand bench ...")
+    with open(tmp_path / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert tuple(table[0].keys()) == BENCH_COLUMNS
+    zero = [r for r in table if r["method"] == "zero"]
+    assert [(r["seed"], r["twin"]) for r in zero] == [("0", "False"), ("0", "True"), ("1", "False"), ("1", "True")]
+    assert all(r["error"] == "" and float(r["test_metric"]) > 0 for r in zero)
+    assert zero[0]["params_final"] == zero[1]["params_final"]  # the twin has the grown architecture
+    broken = [r for r in table if r["method"] == "broken"]
+    assert len(broken) == 2 and all("planted failure" in r["error"] for r in broken)
+    static = [r for r in table if r["method"] == "static"]
+    assert len(static) == 2 and all(r["twin"] == "False" for r in static)  # a static run has no twin
+    md = (tmp_path / "results.md").read_text()
+    assert md.startswith("`selfexpand bench ...`") and "| zero | 2 |" in md and "planted failure" in md
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
+
+
+def test_cli_bench_exit_status_is_1_when_a_run_failed(tmp_path, broken_method, capsys):
+    code = main(["bench", "--dataset", "digits", "--methods", "zero,broken", "--epochs", "1", "--out",
+                 str(tmp_path / "b"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "1 of 3 runs failed" in err and "| zero | 1 |" in out
+
+
+def test_cli_bench_refuses_bad_requests(tmp_path, capsys):
+    assert main(["bench", "--methods", "nope", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "methods must be names from" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_text("x")
+    assert main(["bench", "--methods", "zero", "--out", str(tmp_path / "full"), "--quiet"]) == 2
+    assert "new or empty folder" in capsys.readouterr().err
+
+
+def test_run_bench_validates():
+    with pytest.raises(ConfigError, match="seeds"):
+        run_bench("digits", ["zero"], 0, "/tmp/unused")
+    with pytest.raises(ConfigError, match="methods"):
+        run_bench("digits", [], 1, "/tmp/unused")
