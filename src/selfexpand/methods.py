@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .strategies.edge_pruning import EpsEdgePruner
 from .strategies.edge_statistics import EdgeStatistics
 from .strategies.initializers.edge_split import EdgeSplitInitializer
+from .strategies.initializers.firefly import FireflyInitializer
 from .strategies.initializers.gradmax import GradMaxInitializer
 from .strategies.initializers.net2net import Net2NetWiderInitializer
 from .strategies.initializers.new_units import RandomUnitsInitializer, ZeroUnitsInitializer
@@ -100,6 +101,7 @@ DEFAULTS: dict[str, dict[str, dict]] = {
     "zero": _baseline_rows(),
     "net2net": _baseline_rows(noise=1e-3),
     "gradmax": _baseline_rows(epsilon=1e-3),
+    "firefly": _baseline_rows(candidates_per_unit=4, eps=1e-2, steps=10),
     "swe": _SWE_FAMILY,
     "svod-random": _SWE_FAMILY,
     "svod-zero": _SWE_FAMILY,
@@ -160,6 +162,8 @@ METHODS = {
     "zero": _baseline(lambda cfg: ZeroUnitsInitializer()),
     "net2net": _baseline(lambda cfg: Net2NetWiderInitializer(cfg["noise"])),
     "gradmax": _baseline(lambda cfg: GradMaxInitializer(cfg["epsilon"])),
+    "firefly": _baseline(lambda cfg: FireflyInitializer(cfg["candidates_per_unit"], eps=cfg["eps"],
+                                                        steps=cfg["steps"])),
     "edge-reference": _edge,
     "swe": _svod(_swe_initializer),
     "svod-random": _svod(lambda cfg: RandomUnitsInitializer()),

@@ -88,7 +88,7 @@ def test_bad_settings(cls, kwargs, match):
         cls(**kwargs)
 
 
-@pytest.mark.parametrize("method", ["random", "zero", "net2net", "gradmax"])
+@pytest.mark.parametrize("method", ["random", "zero", "net2net", "gradmax", "firefly"])
 def test_baseline_methods_grow_on_the_schedule(tmp_path, method):
     settings = {"epochs": 6, "times": 3, "units": 2}
     _, summary = train_run(RunConfig(method=method, dataset="digits", out=str(tmp_path / method), settings=settings))
