@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one method setting (repeatable)")
     t.add_argument("--max-params", type=_positive_int, help="growth never exceeds this many params")
+    for kind in ("trigger", "selector", "initializer"):
+        t.add_argument(f"--{kind}", default=None, metavar="NAME",
+                       help=f"swap in another {kind} (see docs/methods.md, 'Swapping one part')")
     t.add_argument("--front", choices=sorted(FRONTS), default=None,
                    help="a fixed conv extractor before the growable layers (image datasets; default: none)")
     t.add_argument("--device", choices=["cpu", "cuda"], default=None)
@@ -145,7 +148,7 @@ def _config_from(args):
     from .runs import RunConfig, twin_config
 
     if args.twin_of:
-        ignored = [f"--{k.replace('_', '-')}" for k in _TRAIN_OPTIONS + ("config",)
+        ignored = [f"--{k.replace('_', '-')}" for k in _TRAIN_OPTIONS + ("config", "trigger", "selector", "initializer")
                    if getattr(args, k) is not None] + (["--set"] if args.set else [])
         if ignored:
             raise UsageError(f"--twin-of reuses the run's own settings; it takes only --out, --threads and "
@@ -172,6 +175,9 @@ def _config_from(args):
         value = getattr(args, key)
         if value is not None:
             values[key] = value
+    for kind in ("trigger", "selector", "initializer"):  # method settings: stored with the run
+        if getattr(args, kind) is not None:
+            settings[kind] = getattr(args, kind)
     try:
         return RunConfig(**values, settings=settings)
     except TypeError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 
 from .errors import ConfigError
+from .method_parts import PART_KINDS, part_defaults, swap_parts
 from .strategies.edge_pruning import EpsEdgePruner
 from .strategies.edge_statistics import EdgeStatistics
 from .strategies.initializers.edge_split import EdgeSplitInitializer
@@ -185,7 +186,9 @@ def method_names() -> list[str]:
 
 
 def resolve_config(method: str, dataset: str, overrides: dict | None = None) -> dict:
-    """The method's settings for ``dataset`` with ``overrides`` applied (types checked).
+    """The method's settings for ``dataset`` with ``overrides`` applied (types checked). Overrides
+    ``trigger`` / ``selector`` / ``initializer`` name parts to swap in (``method_parts.py``); their
+    settings join the row.
 
     Raises:
         ConfigError: unknown method, unknown key, or a value of the wrong type.
@@ -194,7 +197,13 @@ def resolve_config(method: str, dataset: str, overrides: dict | None = None) -> 
         raise ConfigError(f"method must be one of {method_names()}, got method={method!r}")
     table = DEFAULTS[method]
     cfg = copy.deepcopy(table.get(dataset, table["*"]))
-    for key, value in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    choices = {k: overrides.pop(k) for k in PART_KINDS if overrides.get(k) is not None}
+    if choices:  # --trigger / --selector / --initializer: the part's own settings join the row
+        cfg = {**copy.deepcopy(part_defaults(choices)), **cfg, **choices}
+    for key, value in overrides.items():
+        if key in PART_KINDS:
+            continue  # None: the method's own part
         if key not in cfg:
             raise ConfigError(f"setting must be one of {sorted(cfg)} for method {method!r}, got {key!r}")
         cfg[key] = _coerce(key, value, cfg[key])
@@ -203,7 +212,7 @@ def resolve_config(method: str, dataset: str, overrides: dict | None = None) -> 
 
 def build_method(method: str, cfg: dict) -> GrowthMethod:
     """The :class:`GrowthMethod` for ``method`` with resolved settings ``cfg``."""
-    built = METHODS[method](cfg)
+    built = swap_parts(method, METHODS[method](cfg), cfg)
     built.name = method
     return built
 
