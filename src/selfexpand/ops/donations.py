@@ -28,7 +28,7 @@ from .checks import require_count, require_hidden
 from .event import GrowthEvent
 from .optimizer_state import carry_state
 
-__all__ = ["Donation", "DEFAULT_MAX_DONATION_ENTRIES", "donation_entries", "attach_donations",
+__all__ = ["Donation", "DEFAULT_MAX_DONATION_ENTRIES", "check_donation_bound", "attach_donations",
            "bake_donations", "donated_modules"]
 
 # 2**26 float32 entries = 256 MiB for the donations, about three times that with Adam's two moments.
@@ -52,13 +52,21 @@ def _incoming(net, layer: str) -> list:
     return [c for c in net.connections.values() if c.target == layer and c.out_index is None]
 
 
-def donation_entries(net, layer: str, n_new: int) -> int:
-    """Entries the donation tensors of ``n_new`` units of ``layer`` would hold (weights and bias).
+def check_donation_bound(net, layer: str, n_new: int, max_entries: int, *, n_old: int | None = None) -> None:
+    """Refuse donations over ``max_entries`` for ``n_new`` units of ``layer`` (``n_old`` existing ones,
+    default the layer's current size: the check before ``add_units``).
 
-    ``n_old`` is the layer's current size: call it before ``add_units``.
+    Raises:
+        GrowthError: naming the entries, the bound and the setting ``max_donation_entries``.
     """
-    n_old = net.layers[layer].size
-    return n_new * n_old * (sum(c.shape[1] for c in _incoming(net, layer)) + 1)
+    n_old = net.layers[layer].size if n_old is None else n_old
+    fan_in = sum(c.shape[1] for c in _incoming(net, layer))
+    entries = n_new * n_old * (fan_in + 1)
+    if entries > max_entries:
+        raise GrowthError(
+            f"donations for {n_new} new units of layer {layer!r} ({n_old} existing units, fan-in {fan_in}) need "
+            f"{entries:,} entries, above the bound of {max_entries:,} (max_donation_entries); raise it with "
+            f"--set max_donation_entries=N (memory: about 16 bytes per entry with Adam) or grow fewer units per step")
 
 
 def donated_modules(net, layer: str) -> list[tuple[nn.Module, str]]:
@@ -94,14 +102,8 @@ def attach_donations(net, layer: str, n_new: int, *, std: float = 1e-4, generato
         raise GrowthError(f"layer {layer!r} already carries donations; bake them first")
     if not isinstance(std, (int, float)) or isinstance(std, bool) or not std >= 0:
         raise GrowthError(f"std must be a number >= 0, got std={std!r}")
+    check_donation_bound(net, layer, n_new, max_entries, n_old=n_old)
     incoming = _incoming(net, layer)
-    entries = n_new * n_old * (sum(c.shape[1] for c in incoming) + 1)
-    if entries > max_entries:
-        raise GrowthError(
-            f"donations for {n_new} new units of layer {layer!r} ({n_old} existing units, fan-in "
-            f"{sum(c.shape[1] for c in incoming)}) need {entries:,} entries, above the bound of {max_entries:,} "
-            f"(max_donation_entries); raise it with --set max_donation_entries=N (memory: about 16 bytes "
-            f"per entry with Adam) or grow fewer units per step")
     params = []
     for conn in incoming:
         donation = Donation(n_new, n_old, (conn.shape[1],), std, generator, conn.weight)

@@ -100,9 +100,28 @@ class GrowthContext:
             model.zero_grad(set_to_none=True)
             model.train(was_training)
 
+    def mean_gradients(self, params: list[torch.nn.Parameter], *, model: torch.nn.Module | None = None,
+                       batch_size: int | None = None) -> list[torch.Tensor]:
+        """The gradients of the training set's mean loss with respect to ``params`` (float64, on the
+        CPU), from one :meth:`gradient_pass`: each batch's gradient weighted by its size."""
+        n = self.data.x_train.shape[0]
+        batch = batch_size or self.batch_size
+        totals = [torch.zeros(p.shape, dtype=torch.float64) for p in params]
+        seen = [0]
+
+        def on_batch():
+            size = min(batch, n - seen[0])
+            seen[0] += size
+            for total, p in zip(totals, params):
+                total.add_(p.grad.detach().double().cpu() * size)
+
+        self.gradient_pass(on_batch, model=model, batch_size=batch)
+        return [total / max(n, 1) for total in totals]
+
     def train_epoch(self, model: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
                     *, params: Iterable[torch.nn.Parameter] | None = None,
-                    after_backward: Callable[[], None] | None = None) -> float:
+                    after_backward: Callable[[], None] | None = None,
+                    after_step: Callable[[], None] | None = None) -> float:
         """One epoch over shuffled training batches; returns the mean training loss.
 
         Args:
@@ -111,6 +130,7 @@ class GrowthContext:
                 off for the epoch, so it gets no gradient and the optimizer skips it entirely (no
                 weight decay, no state change). Default: all parameters.
             after_backward: called after each ``backward``, before ``optimizer.step``.
+            after_step: called after each ``optimizer.step`` (gradients still in ``.grad``).
         """
         model, optimizer = model or self.model, optimizer or self.optimizer
         frozen = []
@@ -131,6 +151,8 @@ class GrowthContext:
                 if after_backward is not None:
                     after_backward()
                 optimizer.step()
+                if after_step is not None:
+                    after_step()
                 total += loss.detach() * xb.shape[0]
                 count += xb.shape[0]
         finally:

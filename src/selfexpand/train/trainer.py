@@ -16,7 +16,6 @@ import torch
 
 from ..errors import ConfigError
 from ..strategies.base import GrowthPart, Initializer, Selector, Trigger
-from .auxiliary import auxiliary_loss, auxiliary_terms
 from .callbacks import Callback
 from .context import GrowthContext
 from .history import History
@@ -161,24 +160,11 @@ class Trainer:
         self._call("on_epoch_begin", ctx)
         for part in parts:
             part.on_epoch_begin(ctx)
-        model, optimizer = ctx.model, ctx.optimizer
         if self.lr_schedule == "cosine":
-            for group in optimizer.param_groups:
+            for group in ctx.optimizer.param_groups:
                 group["lr"] = self.lr * (1 + math.cos(math.pi * ctx.epoch / self.epochs)) / 2
-        model.train()
-        total, count = torch.zeros((), device=self.device), 0
-        terms = auxiliary_terms(model)  # size losses of modulators (train/auxiliary.py)
-        for xb, yb in ctx.train_batches():
-            optimizer.zero_grad(set_to_none=True)
-            loss = ctx.loss_fn(model(xb), yb)
-            extra = auxiliary_loss(model, terms)
-            (loss if extra is None else loss + extra).backward()
-            optimizer.step()
-            for part in parts:
-                part.on_batch_end(ctx)
-            total += loss.detach() * xb.shape[0]
-            count += xb.shape[0]
-        record = ctx.record_epoch(float(total) / max(count, 1), start)
+        loss = ctx.train_epoch(after_step=lambda: [part.on_batch_end(ctx) for part in parts])
+        record = ctx.record_epoch(loss, start)
         grow_start = time.perf_counter()
         n_records = len(ctx.history.records)
         events = []

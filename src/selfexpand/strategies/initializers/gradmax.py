@@ -48,17 +48,7 @@ def gradient_cross_moment(ctx, layer: str) -> torch.Tensor:
     probe = probe_net.connections[name].weight
     for p in probe_net.parameters():
         p.requires_grad_(p is probe)
-    total, n = torch.zeros(rows, cols, dtype=torch.float64), ctx.data.x_train.shape[0]
-    batch = max(ctx.batch_size, 1024)
-    seen = [0]
-
-    def on_batch():
-        size = min(batch, n - seen[0])
-        seen[0] += size
-        total.add_(probe.grad.detach().double().cpu() * size)
-
-    ctx.gradient_pass(on_batch, model=probe_net, batch_size=batch)
-    return total / max(n, 1)
+    return ctx.mean_gradients([probe], model=probe_net, batch_size=max(ctx.batch_size, 1024))[0]
 
 
 class GradMaxInitializer(Initializer):

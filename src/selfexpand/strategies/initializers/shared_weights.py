@@ -37,9 +37,9 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from ...errors import ConfigError, GrowthError
+from ...errors import ConfigError
 from ...ops import add_units
-from ...ops.donations import DEFAULT_MAX_DONATION_ENTRIES, attach_donations, bake_donations, donation_entries
+from ...ops.donations import DEFAULT_MAX_DONATION_ENTRIES, attach_donations, bake_donations, check_donation_bound
 from ..base import Initializer, Site
 from .new_units import layers_last_first, new_unit_values
 
@@ -92,12 +92,7 @@ class SharedWeightsExtender(Initializer):
         net = ctx.model
         sites = layers_last_first(net, sites)
         for site in sites:  # refuse before anything changes
-            entries = donation_entries(net, site.layer, site.n_units)
-            if entries > self.max_donation_entries:
-                raise GrowthError(
-                    f"donations for {site.n_units} new units of layer {site.layer!r} need {entries:,} entries, "
-                    f"above the bound of {self.max_donation_entries:,} (max_donation_entries); raise it with "
-                    f"--set max_donation_entries=N (about 16 bytes per entry with Adam) or grow fewer units per step")
+            check_donation_bound(net, site.layer, site.n_units, self.max_donation_entries)
         before = ctx.evaluate("val")[ctx.metric_name]
         events = []
         for site in sites:

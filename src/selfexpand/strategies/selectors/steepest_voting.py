@@ -142,19 +142,8 @@ class SteepestVotingSelector(Selector):
             p.requires_grad_(False)
         for g in gates:
             g.requires_grad_(True)
-        total = [torch.zeros(n, dtype=torch.float64, device=g.device) for g in gates]
-        n_train = ctx.data.x_train.shape[0]
         batch = self.gate_batch_size or (ctx.batch_size if net_has_batch_statistics(trial) else max(ctx.batch_size, 1024))
-        seen = [0]
-
-        def on_batch():
-            size = min(batch, n_train - seen[0])
-            seen[0] += size
-            for acc, g in zip(total, gates):
-                acc += g.grad[-n:].double() * size
-
-        ctx.gradient_pass(on_batch, model=trial, batch_size=batch)
-        return [acc / max(n_train, 1) for acc in total]
+        return [g[-n:] for g in ctx.mean_gradients(gates, model=trial, batch_size=batch)]
 
     def _vote(self, ctx, net, layers: list[str], grads: list[torch.Tensor], amount: int) -> dict[str, int]:
         pooled = torch.cat(grads)
