@@ -17,6 +17,7 @@ from .tabular import read_features_file
 from . import cifar as _cifar  # noqa: F401  (registers cifar10)
 from . import idx as _idx  # noqa: F401  (registers mnist, fashion-mnist, emnist-letters)
 from . import synthetic as _synthetic  # noqa: F401  (registers bessel, spirals, ... : ALGORITHMS.md §4)
+from . import senn_tasks as _senn_tasks  # noqa: F401  (registers moons, teacher-student: ALGORITHMS.md §3)
 
 __all__ = [
     "Dataset",

@@ -6,10 +6,11 @@ from .fronts import ConvFront, front_for  # registers the fronts conv and conv-s
 from .modulators import GateModulator, UnitModulator, register_modulator
 from .network import GrowableNet
 from .parts import Connection, Layer
+from .rational import RationalActivation  # registers the activation rational (SENN)
 from .spec import register_front
 
 __all__ = [
     "GrowableNet", "Layer", "Connection", "UnitModulator", "GateModulator", "ExportedGraph",
     "make_activation", "register_activation", "register_modulator", "register_front",
-    "ConvFront", "front_for",
+    "ConvFront", "front_for", "RationalActivation",
 ]

@@ -31,6 +31,9 @@ def reinitialize(net, seed: int) -> None:
             c.provisional = None
         layer = net.layers[name]
         layer.bias.copy_(((torch.rand(layer.size, generator=gen) * 2 - 1) * bound).to(layer.bias))
+        reset = getattr(layer.activation, "reset_parameters", None)
+        if callable(reset):  # a learnable activation starts afresh too (SENN's rational: the identity)
+            reset()
     for layer in net.layers.values():
         if getattr(layer, "grown", None) is not None:
             layer.grown = None

@@ -139,7 +139,8 @@ def split_edges(net, edges, *, eps: float = 1e-8, signed: bool = False, activati
     layer = Layer(m, act).to(device=device, dtype=dtype)
     layer.grown = torch.ones(m, dtype=torch.bool, device=device)  # new units (DESIGN.md glossary)
     net.add_layer(name, layer, before=target)
-    edit.add_param(net.layers[name].bias, first.weight)
+    for param in (net.layers[name].bias, *net.layers[name].activation.parameters()):
+        edit.add_param(param, first.weight)
 
     def eps_weight(shape):
         if eps == 0:

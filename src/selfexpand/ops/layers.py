@@ -59,7 +59,8 @@ def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bi
     c_out = net.add_connection(name, old.target, w_out, out_index=old.out_index,
                                mask=None if mask_out is None else mask_out.to(device),
                                provisional=None if provisional_out is None else provisional_out.to(device))
-    for param in (layer.bias, net.connections[c_in].weight, net.connections[c_out].weight):
+    for param in (layer.bias, *layer.activation.parameters(), net.connections[c_in].weight,
+                  net.connections[c_out].weight):
         edit.add_param(param, old.weight)
     live_after = size * n_cols + int(net.connections[c_out].live().sum())
     return edit.commit(units_added=size, edges_added=live_after, edges_removed=live_before,
