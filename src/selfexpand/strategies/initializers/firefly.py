@@ -1,17 +1,37 @@
-"""Firefly (Wu et al. 2020; ALGORITHMS.md §5), new-neuron candidates: keep the top-k by first-order
-loss decrease.
+"""Firefly (Wu et al. 2020; ALGORITHMS.md §5): new-neuron and split candidates compete; keep the top-k
+by predicted loss decrease per added unit.
 
-For hidden layer ``l`` (one full connection ``l-1 -> l`` in, one ``l -> l+1`` out), a candidate unit
-with incoming weights ``w``, bias ``b`` and outgoing weights ``eps * v`` changes the loss, to first
-order in ``eps``, by ``eps * v . g`` with ``g = E[dL/dz_{l+1} relu(w . a_{l-1} + b)]``; the best
-``v = -g / |g|`` gives the decrease ``eps * |g|``. Firefly draws ``candidates_per_unit * k``
-candidates (Kaiming-uniform ``w``, ``b = 0``), takes ``steps`` Adam steps on their incoming weights
-to increase ``sum |g|`` (rows kept at their initial norm), and keeps the ``k`` with the largest
-``|g|``. The per-example ``dL/dz_{l+1}`` and ``a_{l-1}`` come from one gradient pass over ``sample``
-training examples on a throw-away copy. New units: the chosen ``w``, ``b``, outgoing ``-eps g/|g|``:
-the function changes by ``O(eps)``. Candidates may also be given (``Site.proposal["incoming"]``,
-``["bias"]``), as a selector's proposal. Splitting existing units (the other half of Firefly) is not
-implemented.
+Hidden layer ``l`` has one full connection ``l-1 -> l`` in and one ``l -> l+1`` out. Every candidate
+adds one unit and changes ``z_{l+1}`` (the next layer's pre-activation) by some ``dz_i`` per example;
+its score is the loss decrease linearised in that change, ``-sum_i dL/dz_{l+1,i} . dz_i``, with ``dz``
+itself computed exactly at the configured ``eps``. Both kinds are thus measured the same way, as the
+loss decrease at ``eps`` per added unit.
+
+*New units*: incoming ``w``, bias ``b``, outgoing ``eps * v``. The decrease is ``eps * v . g`` with
+``g = E[dL/dz_{l+1} act(w . a_{l-1} + b)]``; the best ``v = -g / |g|`` gives ``eps * |g|``.
+``candidates_per_unit * k`` candidates (Kaiming-uniform ``w``, ``b = 0``) take ``steps`` Adam steps on
+their incoming weights to increase ``sum |g|`` (rows kept at their norm).
+
+*Splits*: unit ``j`` (incoming ``w_j``, bias ``b_j``) becomes two units with incoming
+``(w_j, b_j) +- eps * delta_j`` (``|delta_j| = 1``, over weights and bias; masked incoming edges stay
+0) and half of ``j``'s outgoing weights each. With ``u_i = delta_j . [a_{l-1,i}, 1]`` the layer's
+output changes by ``d_ij = (act(z_ij + eps u_i) + act(z_ij - eps u_i)) / 2 - act(z_ij)``, so the
+decrease is ``-sum_i dL/dh_{l,ij} d_ij``: zero at first order in ``eps`` (the +- nudges cancel), and
+at second order ``-eps^2 / 2 delta^T S_j delta`` with Liu et al.'s splitting matrix
+``S_j = E[dL/dh_j act''(z_j) x x^T]`` for a smooth activation. For ReLU (``act'' = 0`` almost
+everywhere) the finite-``eps`` difference is what ranks splits, as in Firefly's implementation; the
+downstream linearisation errs by ``O(eps^3)`` there, below the ``O(eps^2)`` score. Each unit draws
+``candidates_per_unit`` random directions, takes ``steps`` Adam steps (``split_lr``, renormalised) on
+the decrease, and keeps its best. A split applies ``ops.split_units`` (the optimizer state is
+carried, the copy is marked grown) and then the +- nudge: the function changes by ``O(eps)`` and is
+unchanged at ``eps = 0``. Layers with a unit modulator get no split candidates (``split_units``
+cannot copy a modulated unit).
+
+The per-example ``dL/dz_{l+1}`` and ``a_{l-1}`` come from one gradient pass over ``sample`` training
+examples on a throw-away copy. Candidates may also be given as a selector's proposal
+(``Site.proposal["incoming"]``, ``["bias"]``, ``["split_directions"]`` of shape ``(size, n_src + 1)``
+or ``(size, r, n_src + 1)``). Splits and new units chosen at one site give two events
+(``split_units`` first, then ``add_units``).
 """
 
 from __future__ import annotations
@@ -22,13 +42,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ...errors import ConfigError
-from ...ops import add_units
+from ...errors import ConfigError, GrowthError
+from ...ops import add_units, split_units
 from ..base import Initializer, Site
 from .gradmax import _chain_connections
 from .new_units import layers_last_first
 
-__all__ = ["FireflyInitializer", "layer_signals", "candidate_gains"]
+__all__ = ["FireflyInitializer", "layer_signals", "candidate_gains", "split_gains", "apply_splits"]
 
 
 def layer_signals(ctx, layer: str, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,45 +87,108 @@ def candidate_gains(a: torch.Tensor, delta: torch.Tensor, incoming: torch.Tensor
     return delta.T @ activation(a @ incoming.T + bias)
 
 
-class FireflyInitializer(Initializer):
-    """New units chosen among candidates by their first-order loss decrease.
+def split_gains(a: torch.Tensor, pre: torch.Tensor, grad_h: torch.Tensor, directions: torch.Tensor,
+                eps: float, activation=F.relu) -> torch.Tensor:
+    """Predicted loss decrease ``-sum_i grad_h[i, j] d_ijr`` of splitting unit ``j`` along
+    ``directions[j, r]``: ``(size, r)``.
 
     Args:
-        candidates_per_unit: candidates drawn per unit to add.
-        eps: scale of the new units' outgoing weights (the step of the first-order expansion).
-        steps: Adam steps on the candidates' incoming weights before choosing (0: none).
-        step_lr: their learning rate.
+        a: the layer's input ``(n, n_src)``; ``pre``: its pre-activations ``(n, size)``.
+        grad_h: ``dL/dh_l`` per example ``(n, size)`` (carrying the mean's ``1/n``).
+        directions: ``(size, r, n_src + 1)``, the last entry the bias's.
+    """
+    u = torch.einsum("is,jrs->ijr", a, directions[..., :-1]) + directions[..., -1]
+    z = pre[:, :, None]
+    change = (activation(z + eps * u) + activation(z - eps * u)) / 2 - activation(z)
+    return -torch.einsum("ij,ijr->jr", grad_h, change)
+
+
+def apply_splits(net, layer: str, sources, directions, eps: float, optimizer=None):
+    """Split each unit of ``sources`` (distinct) in two: incoming weights and bias
+    ``+- eps * directions[i]`` (masked edges stay 0), outgoing weights halved (``ops.split_units``).
+
+    Raises:
+        GrowthError: as ``split_units``, repeated sources, or directions not ``(k, n_src + 1)``.
+    """
+    conn_in, _ = _chain_connections(net, layer)
+    conn = net.connections[conn_in]
+    sources = torch.as_tensor(sources, dtype=torch.long).flatten()
+    directions = torch.as_tensor(directions, dtype=torch.float64)
+    if sources.unique().numel() != sources.numel():
+        raise GrowthError(f"each unit can be split once per call, got sources={sources.tolist()}")
+    if directions.shape != (sources.numel(), conn.shape[1] + 1):
+        raise GrowthError(f"directions must be ({sources.numel()}, {conn.shape[1] + 1}), "
+                          f"got {tuple(directions.shape)}")
+    old = net.layers[layer].size
+    event = split_units(net, layer, sources, optimizer=optimizer)
+    sources = sources.to(conn.weight.device)
+    rows = torch.cat([sources, torch.arange(old, old + sources.numel(), device=sources.device)])
+    nudge = (eps * directions).to(conn.weight)
+    nudge = torch.cat([nudge, -nudge])
+    bias = net.layers[layer].bias
+    with torch.no_grad():
+        conn.weight.index_add_(0, rows, nudge[:, :-1] * conn.live()[rows])
+        bias.index_add_(0, rows, nudge[:, -1])
+    event.details["split_directions"] = directions.tolist()
+    return event
+
+
+class FireflyInitializer(Initializer):
+    """New units and unit splits chosen together by their predicted loss decrease.
+
+    Args:
+        candidates_per_unit: new-unit candidates drawn per unit to add, and random split
+            directions tried per existing unit.
+        eps: scale of the new units' outgoing weights and of the splits' nudge.
+        steps: Adam steps on the candidates (new units' incoming weights, split directions)
+            before choosing (0: none).
+        step_lr: the new units' learning rate; ``split_lr``: the split directions'.
         sample: training examples used for the signals.
+        splits: let splits of existing units compete (False: new units only).
     """
 
     def __init__(self, candidates_per_unit: int = 4, *, eps: float = 1e-2, steps: int = 10,
-                 step_lr: float = 1e-2, sample: int = 2048):
+                 step_lr: float = 1e-2, sample: int = 2048, splits: bool = True, split_lr: float = 0.1):
         for name, value, low in (("candidates_per_unit", candidates_per_unit, 1), ("steps", steps, 0),
                                  ("sample", sample, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {name}={value!r}")
-        for name, value in (("eps", eps), ("step_lr", step_lr)):
+        for name, value in (("eps", eps), ("step_lr", step_lr), ("split_lr", split_lr)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{name} must be a number > 0, got {name}={value!r}")
+        if not isinstance(splits, bool):
+            raise ConfigError(f"splits must be True or False, got splits={splits!r}")
         self.candidates_per_unit, self.eps, self.steps = candidates_per_unit, float(eps), steps
-        self.step_lr, self.sample = float(step_lr), sample
+        self.step_lr, self.sample, self.splits, self.split_lr = float(step_lr), sample, splits, float(split_lr)
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []
         for site in layers_last_first(net, sites):
             conn_in, conn_out = _chain_connections(net, site.layer)
+            activation = net.layers[site.layer].activation
             a, delta = layer_signals(ctx, site.layer, self.sample)
             incoming, bias = self._candidates(ctx, site, a.shape[1])
-            incoming = self._optimise(a, delta, incoming, bias)
-            gains = candidate_gains(a, delta, incoming, bias)
+            incoming = self._optimise(a, delta, incoming, bias, activation)
+            gains = candidate_gains(a, delta, incoming, bias, activation)
             norms = gains.norm(dim=0)
-            top = torch.topk(norms, min(site.n_units, norms.numel())).indices
-            outgoing = -self.eps * gains[:, top] / norms[top].clamp_min(1e-30)
-            k = top.numel()
-            event = add_units(net, site.layer, k, incoming={conn_in: incoming[top].float()},
-                              bias=bias[top].float(), outgoing={conn_out: outgoing.float()}, optimizer=ctx.optimizer)
-            event.details.update({"chosen": top.tolist(), "first_order_decrease": (self.eps * norms[top]).tolist()})
-            events.append(event)
+            directions, split_scores = self._splits(ctx, site, a, delta)
+            scores = torch.cat([self.eps * norms, split_scores])
+            top = torch.topk(scores, min(site.n_units, scores.numel())).indices
+            split_top, new_top = top[top >= norms.numel()] - norms.numel(), top[top < norms.numel()]
+            if split_top.numel():
+                event = apply_splits(net, site.layer, split_top, directions[split_top.cpu()], self.eps,
+                                     ctx.optimizer)
+                event.details.update({"chosen": split_top.tolist(),
+                                      "predicted_decrease": split_scores[split_top].tolist()})
+                events.append(event)
+            if new_top.numel():
+                outgoing = -self.eps * gains[:, new_top] / norms[new_top].clamp_min(1e-30)
+                event = add_units(net, site.layer, new_top.numel(), incoming={conn_in: incoming[new_top].float()},
+                                  bias=bias[new_top].float(), outgoing={conn_out: outgoing.float()},
+                                  optimizer=ctx.optimizer)
+                event.details.update({"chosen": new_top.tolist(),
+                                      "first_order_decrease": (self.eps * norms[new_top]).tolist()})
+                events.append(event)
         return events
 
     def _candidates(self, ctx, site: Site, n_src: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +205,7 @@ class FireflyInitializer(Initializer):
         incoming = (torch.rand(m, n_src, generator=ctx.generator, dtype=torch.float64) * 2 - 1) * bound
         return incoming, torch.zeros(m, dtype=torch.float64)
 
-    def _optimise(self, a, delta, incoming, bias) -> torch.Tensor:
+    def _optimise(self, a, delta, incoming, bias, activation) -> torch.Tensor:
         if self.steps == 0:
             return incoming
         norm = incoming.norm(dim=1, keepdim=True)
@@ -130,8 +213,50 @@ class FireflyInitializer(Initializer):
         opt = torch.optim.Adam([w], lr=self.step_lr)
         for _ in range(self.steps):
             opt.zero_grad()
-            (-candidate_gains(a, delta, w, bias).norm(dim=0).sum()).backward()
+            (-candidate_gains(a, delta, w, bias, activation).norm(dim=0).sum()).backward()
             opt.step()
             with torch.no_grad():
                 w.mul_(norm / w.norm(dim=1, keepdim=True).clamp_min(1e-30))
         return w.detach()
+
+    def _splits(self, ctx, site: Site, a, delta) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each existing unit's best split direction ``(size, n_src + 1)`` and its predicted
+        decrease ``(size,)`` (none when splits are off or the layer is modulated)."""
+        net, layer = ctx.model, ctx.model.layers[site.layer]
+        n_src = a.shape[1]
+        if not self.splits or layer.modulator is not None:
+            return torch.zeros(0, n_src + 1, dtype=torch.float64), torch.zeros(0, dtype=a.dtype, device=a.device)
+        conn_in, conn_out = (net.connections[n] for n in _chain_connections(net, site.layer))
+        w_in = conn_in.effective_weight().detach().to(a)
+        pre = a @ w_in.T + layer.bias.detach().to(a)
+        grad_h = delta @ conn_out.effective_weight().detach().to(a)
+        mask = torch.cat([conn_in.live(), torch.ones(layer.size, 1, dtype=torch.bool,
+                                                     device=w_in.device)], 1).to(a)[:, None, :]
+        directions = self._split_directions(ctx, site, layer.size, n_src).to(a) * mask
+        directions = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+        activation = layer.activation
+        if self.steps:
+            v = directions.clone().requires_grad_(True)
+            opt = torch.optim.Adam([v], lr=self.split_lr)
+            for _ in range(self.steps):  # on the unit sphere: the score of v / |v|
+                opt.zero_grad()
+                d = v * mask / (v * mask).norm(dim=-1, keepdim=True).clamp_min(1e-30)
+                (-split_gains(a, pre, grad_h, d, self.eps, activation).sum()).backward()
+                opt.step()
+            with torch.no_grad():
+                directions = v * mask / (v * mask).norm(dim=-1, keepdim=True).clamp_min(1e-30)
+        scores = split_gains(a, pre, grad_h, directions, self.eps, activation)
+        best = scores.argmax(dim=1)
+        rows = torch.arange(layer.size, device=best.device)
+        return directions[rows, best].cpu(), scores[rows, best]
+
+    def _split_directions(self, ctx, site: Site, size: int, n_src: int) -> torch.Tensor:
+        proposal = site.proposal or {}
+        if "split_directions" in proposal:
+            given = torch.as_tensor(proposal["split_directions"], dtype=torch.float64)
+            given = given[:, None, :] if given.dim() == 2 else given
+            if given.dim() != 3 or given.shape[0] != size or given.shape[2] != n_src + 1 or given.shape[1] < 1:
+                raise ConfigError(f"proposal split_directions must be ({size}, {n_src + 1}) or "
+                                  f"({size}, r, {n_src + 1}), got {tuple(given.shape)}")
+            return given
+        return torch.randn(size, self.candidates_per_unit, n_src + 1, generator=ctx.generator, dtype=torch.float64)
