@@ -30,6 +30,7 @@ from torch import nn
 
 from .errors import CheckpointError
 from .graph.network import GrowableNet
+from .train.natural_gradient import NaturalGradient
 
 __all__ = ["FORMAT", "OPTIMIZERS", "Checkpoint", "save_checkpoint", "load_checkpoint", "rng_state",
            "restore_rng_state"]
@@ -40,7 +41,8 @@ FORMAT = "selfexpand.checkpoint/1"
 
 #: The optimizers a checkpoint can name; nothing else is ever constructed on load.
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    name: getattr(torch.optim, name) for name in ("SGD", "Adam", "AdamW", "RMSprop")}
+    **{name: getattr(torch.optim, name) for name in ("SGD", "Adam", "AdamW", "RMSprop")},
+    "NaturalGradient": NaturalGradient}
 
 _PARTS = {"model": "model", "optim": "optim", "optim_hyper": "optim", "extra": "extra"}  # prefix -> part
 

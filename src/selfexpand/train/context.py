@@ -131,8 +131,12 @@ class GrowthContext:
                 weight decay, no state change). Default: all parameters.
             after_backward: called after each ``backward``, before ``optimizer.step``.
             after_step: called after each ``optimizer.step`` (gradients still in ``.grad``).
+
+        An optimizer with ``needs_outputs`` (e.g. ``NaturalGradient``) gets the batch's outputs:
+        ``backward`` keeps the graph and ``optimizer.set_outputs(outputs)`` precedes each step.
         """
         model, optimizer = model or self.model, optimizer or self.optimizer
+        needs_outputs = getattr(optimizer, "needs_outputs", False)
         frozen = []
         if params is not None:
             keep = {id(p) for p in params}
@@ -145,11 +149,14 @@ class GrowthContext:
         try:
             for xb, yb in self.train_batches():
                 optimizer.zero_grad(set_to_none=True)
-                loss = self.loss_fn(model(xb), yb)
+                out = model(xb)
+                loss = self.loss_fn(out, yb)
                 extra = auxiliary_loss(model, terms)
-                (loss if extra is None else loss + extra).backward()
+                (loss if extra is None else loss + extra).backward(retain_graph=needs_outputs)
                 if after_backward is not None:
                     after_backward()
+                if needs_outputs:
+                    optimizer.set_outputs(out)
                 optimizer.step()
                 if after_step is not None:
                     after_step()

@@ -20,6 +20,7 @@ from .callbacks import Callback
 from .context import GrowthContext
 from .history import History
 from .metrics import task_loss, task_metric
+from .natural_gradient import NaturalGradient
 
 __all__ = ["Trainer", "GrowthMethod", "FitResult", "make_optimizer", "OPTIMIZERS"]
 
@@ -28,16 +29,26 @@ log = logging.getLogger("selfexpand.train")
 LR_SCHEDULES = ("constant", "cosine")
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
-              "rmsprop": torch.optim.RMSprop, "gd": torch.optim.SGD}  # gd: plain gradient descent
+              "rmsprop": torch.optim.RMSprop, "gd": torch.optim.SGD,  # gd: plain gradient descent
+              "natural": NaturalGradient}  # SENN's damped Gauss-Newton steps by conjugate gradient
+
+_NATURAL_LOSS = {"classification": "cross_entropy", "regression": "mse"}  # task -> NaturalGradient loss
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, *,
+                   task: str = "classification") -> torch.optim.Optimizer:
     """An optimizer by name (``adam``, ``adamw``, ``sgd`` with momentum 0.9, ``rmsprop``, ``gd``: plain
-    gradient descent, i.e. SGD without momentum)."""
+    gradient descent, i.e. SGD without momentum, ``natural``: :class:`NaturalGradient` with SENN's
+    damping 0.1 and at most 100 CG iterations, its curvature that of the ``task``'s loss:
+    cross-entropy for ``classification``, MSE for ``regression``)."""
     if name not in OPTIMIZERS:
         raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got optimizer={name!r}")
     if not lr > 0:
         raise ConfigError(f"lr must be > 0, got lr={lr!r}")
+    if name == "natural":
+        if task not in _NATURAL_LOSS:
+            raise ConfigError(f"task must be one of {sorted(_NATURAL_LOSS)}, got task={task!r}")
+        return NaturalGradient(params, lr=lr, weight_decay=weight_decay, loss=_NATURAL_LOSS[task])
     extra = {"momentum": 0.9} if name == "sgd" else {}
     if name in ("adam", "adamw"):
         # One fused kernel per step instead of a Python loop over parameters: a grown graph has
@@ -134,7 +145,8 @@ class Trainer:
         model = model.to(self.device)
         data = _to_device(data, self.device)
         if optimizer is None:
-            optimizer = make_optimizer(self.optimizer_name, model.parameters(), self.lr, self.weight_decay)
+            optimizer = make_optimizer(self.optimizer_name, model.parameters(), self.lr, self.weight_decay,
+                                       task=data.task)
         generator = torch.Generator().manual_seed(self.seed)
         ctx = GrowthContext(model=model, optimizer=optimizer, loss_fn=task_loss(data.task), data=data,
                             batch_size=self.batch_size, generator=generator, device=self.device,
