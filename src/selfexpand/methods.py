@@ -180,6 +180,13 @@ from .size_methods import MODEL_BUILDERS, SIZE_DEFAULTS, SIZE_METHODS  # noqa: E
 DEFAULTS.update(SIZE_DEFAULTS)
 METHODS.update(SIZE_METHODS)
 
+# SENN (ALGORITHMS.md §3): rows, builder and start network in senn_methods.py.
+from .senn_methods import SENN_DEFAULTS, SENN_METHODS, SENN_MODEL_BUILDERS  # noqa: E402
+
+DEFAULTS.update(SENN_DEFAULTS)
+METHODS.update(SENN_METHODS)
+MODEL_BUILDERS.update(SENN_MODEL_BUILDERS)
+
 
 def method_names() -> list[str]:
     return sorted(METHODS)

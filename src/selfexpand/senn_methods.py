@@ -1,0 +1,86 @@
+"""Presets of SENN, Self-Expanding Neural Networks (ALGORITHMS.md §3, arXiv 2307.04526).
+
+The reference's four experiments are rows: ``teacher-student`` (1-D regression), ``moons``, and two
+on MNIST. ``senn`` on ``mnist`` is the "4800 per class" experiment (start ``[10]``, capacity
+``[128]``), ``senn-deep`` on ``mnist`` the "24x24" one (start ``[10]``, capacity ``[64, 64, 64]``);
+both are scaled to fit this 2-core machine (fewer epochs and proposals, Adam; every scaling is a
+comment on its row and in docs/methods.md). SENN brings its own start network
+(:data:`SENN_MODEL_BUILDERS`): tanh hidden layers (the reference's start layers; inserted layers use
+the rational activation) and output weights starting at zero, as the reference.
+``methods.py`` merges these tables into its own.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .graph import GrowableNet
+from .strategies.initializers.natural_expansion import NaturalExpansionInitializer
+from .strategies.selectors.natural_expansion import NaturalExpansionSelector
+from .strategies.triggers.checks import CheckTrigger
+from .train.trainer import GrowthMethod
+
+__all__ = ["SENN_DEFAULTS", "SENN_METHODS", "SENN_MODEL_BUILDERS"]
+
+_SEARCH = dict(proposals=100, search="mala", choice="softmax", bursts=300, steps=10, step_size=0.3,
+               ascent_steps=50, ascent_lr=0.1, temperature=0.1, prior_scale="unit", sample_size=1024,
+               damping=0.1, layer_cost_per_unit=False, check_last=False)
+
+# two moons (noise 0.3, 200 train, 500 test): no hidden layer at the start, slots [16, 16, 16].
+_MOONS = dict(_SEARCH, epochs=400, batch_size=200, lr=0.1, optimizer="natural", weight_decay=0.0,
+              lr_schedule="constant", max_params=None, hidden=[], capacity=[16, 16, 16], tau=1.0,
+              alpha=2.5e-3, layer_cost_mul=2.0, cooldown=30, layer_cooldown=3)
+
+# 1-D teacher-student regression (teacher 16x4, 50 train, 1000 test): start [1], capacity [128].
+_TEACHER = dict(_MOONS, epochs=2000, batch_size=50, hidden=[1], capacity=[128], layer_cost_mul=20.0)
+
+# MNIST "4800 per class": start [10], capacity [128], tau 0.03, alpha 2.5e-3, layer cost 20,
+# cooldown 10 / 3, 100 proposals, batch 1024. Scaled: 2000 -> 30 epochs, cooldown 10 -> 2, Adam
+# lr 1e-3 instead of natural gradient, gradient ascent (50 steps) instead of 300 x 10 MALA steps,
+# proposals' incoming weights scaled by 1 / sqrt(784).
+_MNIST = dict(_SEARCH, epochs=30, batch_size=1024, lr=1e-3, optimizer="adam", weight_decay=0.0,
+              lr_schedule="constant", max_params=None, hidden=[10], capacity=[128], tau=0.03, alpha=2.5e-3,
+              layer_cost_mul=20.0, cooldown=2, layer_cooldown=3, search="ascent", prior_scale="fan_in")
+
+# MNIST "24x24": capacity [64, 64, 64], tau 0.007, alpha 0.25, layer cost 60, cooldown 10 / 1,
+# 10,000 proposals; scaled as above and to 1,000 proposals (on 28x28 images).
+_MNIST_DEEP = dict(_MNIST, capacity=[64, 64, 64], tau=0.007, alpha=0.25, layer_cost_mul=60.0,
+                   layer_cooldown=1, proposals=1000)
+
+# digits (1,150 training images): start [10], capacity [64]; a run in well under a minute.
+_DIGITS = dict(_MNIST, epochs=60, batch_size=128, lr=1e-2, capacity=[64], cooldown=3)
+
+SENN_DEFAULTS: dict[str, dict[str, dict]] = {
+    "senn": {"*": _DIGITS, "digits": _DIGITS, "table": _DIGITS, "moons": _MOONS,
+             "teacher-student": _TEACHER, "mnist": _MNIST, "fashion-mnist": _MNIST},
+    "senn-deep": {"*": dict(_DIGITS, capacity=[64, 64, 64]), "mnist": _MNIST_DEEP,
+                  "moons": _MOONS, "teacher-student": dict(_TEACHER, capacity=[128, 128, 128])},
+}
+
+
+def _senn(cfg: dict) -> GrowthMethod:
+    selector = NaturalExpansionSelector(
+        tau=cfg["tau"], alpha=cfg["alpha"], capacity=cfg["capacity"], layer_cost_mul=cfg["layer_cost_mul"],
+        layer_cost_per_unit=cfg["layer_cost_per_unit"], layer_cooldown=cfg["layer_cooldown"],
+        proposals=cfg["proposals"], search=cfg["search"], choice=cfg["choice"], bursts=cfg["bursts"],
+        steps=cfg["steps"], step_size=cfg["step_size"], ascent_steps=cfg["ascent_steps"],
+        ascent_lr=cfg["ascent_lr"], temperature=cfg["temperature"], prior_scale=cfg["prior_scale"],
+        sample_size=cfg["sample_size"], damping=cfg["damping"])
+    return GrowthMethod("senn", trigger=CheckTrigger(cfg["cooldown"], check_last=cfg["check_last"]),
+                        selector=selector, initializer=NaturalExpansionInitializer())
+
+
+SENN_METHODS = {name: _senn for name in SENN_DEFAULTS}
+
+
+def senn_start(cfg: dict, data, seed: int) -> GrowableNet:
+    """``[inputs, *hidden, outputs]`` with tanh hidden layers, ``nn.Linear``-style values from
+    ``seed``, and the output layer's incoming weights at zero (the reference)."""
+    net = GrowableNet.mlp([data.n_features, *cfg["hidden"], data.n_outputs], activation="tanh", seed=seed)
+    with torch.no_grad():
+        for conn in net.incoming(net.output_name):
+            conn.weight.zero_()
+    return net
+
+
+SENN_MODEL_BUILDERS = {name: senn_start for name in SENN_DEFAULTS}

@@ -1,0 +1,93 @@
+"""Per-example layer inputs and output gradients of a chain network, for SENN's K-FAC scores.
+
+One forward and one backward pass over a sample of training examples gives, for every non-input
+layer ``L`` of a chain (each layer reads the whole previous one: ``GrowableNet.is_chain``):
+
+- ``inputs[L]``: ``(N, n_src + 1)``, the outputs of the layer it reads, with a constant 1 appended
+  for the bias (``a`` in ALGORITHMS.md §3);
+- ``grads[L]``: ``(N, n_L)``, the per-example gradient of the loss with respect to ``L``'s
+  pre-activation (``d``): the gradient of example ``i``'s own loss, not of the batch mean.
+
+Everything is float64 on the CPU (the scores solve small, possibly ill-conditioned systems).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import GrowthError
+
+__all__ = ["ChainSample", "chain_sample", "sample_rows"]
+
+
+@dataclass
+class ChainSample:
+    """What one pass gathered (see the module docstring).
+
+    Attributes:
+        x: the sampled network inputs (after the front, flattened), float64.
+        outputs: every layer's output (``h``), by name, float64, no graph.
+        inputs, grads: ``a`` and ``d`` for every non-input layer, by name.
+        output_grad_sq: ``E ||dL/dy||^2``, the mean squared norm of the per-example output gradient.
+    """
+
+    x: torch.Tensor
+    outputs: dict[str, torch.Tensor]
+    inputs: dict[str, torch.Tensor]
+    grads: dict[str, torch.Tensor]
+    output_grad_sq: float
+
+
+def sample_rows(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``size`` distinct row indices out of ``n`` (all of them, in order, when ``size >= n``)."""
+    if size >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=generator)[:size].sort().values
+
+
+def chain_sample(net, x: torch.Tensor, y: torch.Tensor, loss_fn) -> ChainSample:
+    """Run ``net`` on ``(x, y)`` and gather every layer's ``a`` and per-example ``d``.
+
+    ``loss_fn(outputs, targets)`` is the run's mean loss; per-example gradients are its gradients
+    times the number of examples.
+
+    Raises:
+        GrowthError: the network is not a chain.
+    """
+    if not net.is_chain():
+        raise GrowthError("SENN needs a chain network (every layer reads the whole previous layer only); "
+                          f"this one has layers {net.order} and connections {list(net.connections)}")
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            h = net.front(x) if net.front is not None else x
+            h = h.flatten(1) if h.dim() > 2 else h
+        h = h.detach()
+        outputs, pres = {net.input_name: h}, {}
+        for name in net.order[1:]:
+            layer = net.layers[name]
+            conn = net.incoming(name)[0]
+            pre = F.linear(h, conn.effective_weight().detach(), layer.bias.detach()).requires_grad_(True)
+            pres[name] = pre
+            h = layer.activation(pre)
+            if layer.modulator is not None:
+                h = h * layer.modulator().detach()
+            outputs[name] = h
+        loss = loss_fn(h, y) * x.shape[0]
+        grads = torch.autograd.grad(loss, list(pres.values()), allow_unused=True)
+    finally:
+        net.train(was_training)
+    ones = torch.ones(x.shape[0], 1, dtype=torch.float64)
+    inputs, d = {}, {}
+    for (name, pre), g in zip(pres.items(), grads):
+        src = net.incoming(name)[0].source
+        inputs[name] = torch.cat([outputs[src].detach().double().cpu(), ones], 1)
+        d[name] = (torch.zeros_like(pre) if g is None else g).detach().double().cpu()
+    out_grad = d[net.output_name]
+    return ChainSample(x=outputs[net.input_name].double().cpu(),
+                       outputs={k: v.detach().double().cpu() for k, v in outputs.items()},
+                       inputs=inputs, grads=d, output_grad_sq=float(out_grad.pow(2).sum(1).mean()))

@@ -1,0 +1,247 @@
+"""SENN's selector (ALGORITHMS.md §3): add width and depth where the natural expansion score says so.
+
+At each check (the trigger decides when), on a sample of ``sample_size`` training examples:
+
+**Depth** (when ``layer_cooldown`` checks have passed since the last insertion and a layer slot is
+free): for every link ``src -> tgt`` of the chain, propose directions ``theta = (w, b)`` reading
+``src``; a new layer of ``k = width(src)`` units with the rational activation at its identity point
+adds to ``tgt``'s inputs, to first order, the features ``d phi / d(v, c)`` of each unit:
+``2 z / (1 + z^2)`` and ``1 / (1 + z^2)`` with ``z = w . h_src + b``; everything linear in ``h_src``
+is already spanned by ``tgt``'s inputs, so the Schur complement projects it out (the current
+natural-gradient step). The basis ``B`` is the ``k`` best proposals, its score the exact increase of
+``tgt``'s ``eta`` from all ``2k`` features, divided by ``layer_cost_mul`` (times ``k`` when
+``layer_cost_per_unit``). The best link passing both thresholds gets the layer; then the check ends.
+
+**Width** otherwise: for every hidden layer ``l`` (``tgt`` = the layer reading it), propose units
+reading ``l``'s input, score them by the exact increase of ``tgt``'s ``eta``, pick one by a softmax
+over the proposals (temperature ``temperature * eta``; the acceptance test uses the softmax-weighted
+mean score) or the best one (``choice="best"``), and accept when ``delta / eta > tau`` and
+``delta / E||dL/dy||^2 > alpha``. After an acceptance the unit joins ``tgt``'s inputs and the layer is
+proposed to again, until a rejection, ``capacity - 1`` units, or the parameter budget.
+
+Proposals: MALA (``search="mala"``: ``bursts`` bursts of ``steps`` steps, adapted step size) or
+gradient ascent (``search="ascent"``), on ``log p(theta) = score(theta) / T - |theta|^2 / 2`` (a
+standard normal prior). ``w = theta_w * prior_scale`` where ``prior_scale`` is ``1`` (the reference)
+or ``1 / sqrt(fan_in)`` (``"fan_in"``, this project's default for wide inputs such as images).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+
+import torch
+
+from ...errors import ConfigError
+from ..base import Selector, Site
+from ..kfac import chain_sample, sample_rows
+from ..natural_scores import damp, expansion_scores, layer_stats, natural_score, output_gradient_moment
+from ..proposals import best_choice, gradient_ascent, mala, softmax_choice
+
+__all__ = ["NaturalExpansionSelector"]
+
+log = logging.getLogger(__name__)
+
+
+def _depth_features(z: torch.Tensor) -> torch.Tensor:
+    """``(P, N) -> (P, N, 2)``: the derivatives of the rational activation at identity w.r.t. ``v, c``."""
+    q = 1 + z * z
+    return torch.stack([2 * z / q, 1 / q], -1)
+
+
+def _spread_basis(w: torch.Tensor, scores: torch.Tensor, k: int, min_angle: float = 0.3) -> torch.Tensor | None:
+    """Indices of ``k`` proposals, best score first, each keeping at least ``min_angle`` of its norm
+    outside the span of those taken before (so ``B`` is well conditioned); None if too few do."""
+    chosen, q = [], torch.zeros(0, w.shape[1], dtype=w.dtype)
+    for i in scores.argsort(descending=True).tolist():
+        v = w[i] - q.T @ (q @ w[i])
+        if v.norm() >= min_angle * w[i].norm() > 0:
+            chosen.append(i)
+            q = torch.cat([q, (v / v.norm()).unsqueeze(0)])
+            if len(chosen) == k:
+                return torch.tensor(chosen)
+    return None
+
+
+class NaturalExpansionSelector(Selector):
+    """See the module docstring. ``capacity`` lists the hidden layer slots: at most
+    ``len(capacity)`` hidden layers, the ``j``-th at most ``capacity[j] - 1`` units wide."""
+
+    def __init__(self, *, tau: float, alpha: float, capacity, layer_cost_mul: float = 20.0,
+                 layer_cost_per_unit: bool = False, layer_cooldown: int = 3, proposals: int = 100,
+                 search: str = "mala", choice: str = "softmax", bursts: int = 300, steps: int = 10,
+                 step_size: float = 0.3, ascent_steps: int = 50, ascent_lr: float = 0.1,
+                 temperature: float = 0.1, prior_scale: str = "unit", sample_size: int = 1024,
+                 damping: float = 0.1, width: bool = True, depth: bool = True):
+        capacity = list(capacity)
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 2 for c in capacity):
+            raise ConfigError(f"capacity must list integers >= 2, got capacity={capacity!r}")
+        for name, value in (("tau", tau), ("alpha", alpha), ("temperature", temperature),
+                            ("step_size", step_size), ("ascent_lr", ascent_lr), ("damping", damping)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(f"{name} must be a number >= 0, got {name}={value!r}")
+        if not layer_cost_mul > 0:
+            raise ConfigError(f"layer_cost_mul must be > 0, got layer_cost_mul={layer_cost_mul!r}")
+        for name, value in (("proposals", proposals), ("bursts", bursts), ("steps", steps),
+                            ("ascent_steps", ascent_steps), ("sample_size", sample_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
+        if isinstance(layer_cooldown, bool) or not isinstance(layer_cooldown, int) or layer_cooldown < 0:
+            raise ConfigError(f"layer_cooldown must be an integer >= 0, got layer_cooldown={layer_cooldown!r}")
+        for name, value, allowed in (("search", search, ("mala", "ascent")), ("choice", choice, ("softmax", "best")),
+                                     ("prior_scale", prior_scale, ("unit", "fan_in"))):
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {list(allowed)}, got {name}={value!r}")
+        self.tau, self.alpha, self.capacity = float(tau), float(alpha), capacity
+        self.layer_cost_mul, self.layer_cost_per_unit = float(layer_cost_mul), bool(layer_cost_per_unit)
+        self.layer_cooldown, self.proposals, self.search, self.choice = layer_cooldown, proposals, search, choice
+        self.bursts, self.steps, self.step_size = bursts, steps, float(step_size)
+        self.ascent_steps, self.ascent_lr = ascent_steps, float(ascent_lr)
+        self.temperature, self.prior_scale = float(temperature), prior_scale
+        self.sample_size, self.damping = sample_size, float(damping)
+        self.width, self.depth = bool(width), bool(depth)
+        self.checks_since_layer = layer_cooldown  # the first check may insert a layer
+        self.last_check: dict = {}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"checks_since_layer": self.checks_since_layer}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.checks_since_layer = int(state.get("checks_since_layer", self.layer_cooldown))
+
+    # ------------------------------------------------------------------ the check
+    def select(self, ctx) -> list[Site]:
+        net = ctx.model
+        rows = sample_rows(ctx.data.x_train.shape[0], self.sample_size, ctx.generator).to(ctx.data.x_train.device)
+        sample = chain_sample(net, ctx.data.x_train[rows], ctx.data.y_train[rows], ctx.loss_fn)
+        self.last_check = {"output_grad_sq": sample.output_grad_sq, "layers": {}}
+        budget = [ctx.params_left()]
+        if self.depth and self.checks_since_layer >= self.layer_cooldown:
+            site = self._depth_site(ctx, net, sample, budget)
+            if site is not None:
+                self.checks_since_layer = 0
+                return [site]
+        self.checks_since_layer += 1
+        if not self.width:
+            return []
+        sites = []
+        hidden = net.hidden_layers()
+        for pos, layer in enumerate(hidden):
+            site = self._width_site(ctx, net, sample, layer, self.capacity[pos] - 1 if pos < len(self.capacity) else 0,
+                                    budget)
+            if site is not None:
+                sites.append(site)
+        return sites
+
+    def _stats(self, a: torch.Tensor, d: torch.Tensor):
+        g = output_gradient_moment(d, normalise=True)
+        grad_w = d.T @ a / a.shape[0]
+        eta = float(natural_score(grad_w, a.T @ a / a.shape[0], g))
+        return layer_stats(a, d, damp(g, self.damping)), eta
+
+    def _accepts(self, delta: float, eta: float, g2: float) -> bool:
+        ratio = math.inf if eta <= 0 else delta / eta
+        return delta > 0 and ratio > self.tau and delta / max(g2, 1e-30) > self.alpha
+
+    def _search(self, score_fn, dim: int, eta: float, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``proposals`` parameter vectors and their scores, improved by MALA or gradient ascent."""
+        init = torch.randn(self.proposals, dim, generator=generator, dtype=torch.float64)
+        temp = self.temperature * max(eta, 1e-12)
+        if self.search == "mala":
+            def log_density(theta):
+                return score_fn(theta) / temp - 0.5 * theta.pow(2).sum(1)
+
+            theta, _, _ = mala(log_density, init, bursts=self.bursts, steps=self.steps,
+                               step_size=self.step_size, generator=generator)
+        else:
+            theta, _ = gradient_ascent(lambda t: score_fn(t) / temp - 0.5 * t.pow(2).sum(1), init,
+                                       steps=self.ascent_steps, lr=self.ascent_lr)
+        with torch.no_grad():
+            return theta.detach(), score_fn(theta.detach()).detach()
+
+    def _choose(self, scores: torch.Tensor, eta: float, generator) -> tuple[int, float]:
+        if self.choice == "best":
+            index, value = best_choice(scores)
+        else:
+            index, value = softmax_choice(scores, self.temperature * max(eta, float(scores.max()), 1e-12), generator)
+        return int(index), float(value)
+
+    def _scale(self, fan_in: int) -> float:
+        return 1.0 if self.prior_scale == "unit" else 1 / math.sqrt(max(fan_in, 1))
+
+    def _width_site(self, ctx, net, sample, layer: str, cap: int, budget: list) -> Site | None:
+        tgt = net.order[net.order.index(layer) + 1]
+        src = net.incoming(layer)[0].source
+        x = sample.outputs[src]
+        n_in, n_out = x.shape[1], net.layers[tgt].size
+        act = copy.deepcopy(net.layers[layer].activation).double().requires_grad_(False)
+        scale, cost = self._scale(n_in), n_in + 1 + n_out
+        a, d = sample.inputs[tgt], sample.grads[tgt]
+        weights, biases, scores, width = [], [], [], net.layers[layer].size
+        record = self.last_check["layers"].setdefault(layer, {})
+        while width + len(weights) < cap and budget[0] >= cost:
+            stats, eta = self._stats(a, d)
+
+            def score_fn(theta, stats=stats):
+                f = act(x @ (theta[:, :-1] * scale).T + theta[:, -1])  # (N, P)
+                return expansion_scores(stats, f.T.unsqueeze(-1))[0]
+
+            theta, s = self._search(score_fn, n_in + 1, eta, ctx.generator)
+            index, delta = self._choose(s, eta, ctx.generator)
+            accepted = self._accepts(delta, eta, sample.output_grad_sq)
+            record.update(eta=eta, delta=delta, units=len(weights) + accepted)
+            if not accepted:
+                break
+            w, b = theta[index, :-1] * scale, theta[index, -1]
+            weights.append(w)
+            biases.append(b)
+            scores.append(delta)
+            f = act(x @ w + b).unsqueeze(1)
+            a = torch.cat([a[:, :-1], f, a[:, -1:]], 1)  # the unit joins tgt's inputs (before the 1)
+            budget[0] -= cost
+        if not weights:
+            return None
+        return Site(layer=layer, n_units=len(weights), score=sum(scores),
+                    proposal={"weight": torch.stack(weights).float(), "bias": torch.stack(biases).float()},
+                    info={"kind": "width", "scores": scores})
+
+    def _depth_site(self, ctx, net, sample, budget: list) -> Site | None:
+        hidden = net.hidden_layers()
+        if len(hidden) >= len(self.capacity):
+            return None
+        best = None
+        for i, (src, tgt) in enumerate(zip(net.order, net.order[1:])):
+            k = net.layers[src].size
+            widths = [net.layers[h].size for h in hidden[:i]] + [k] + [net.layers[h].size for h in hidden[i:]]
+            if any(w > c - 1 for w, c in zip(widths, self.capacity)):
+                continue
+            cost = k * k + k + 3  # B, its bias, phi's 3 coefficients (W pinv(B) replaces W: same size)
+            if budget[0] < cost or k > self.proposals:
+                continue
+            x, a, d = sample.outputs[src], sample.inputs[tgt], sample.grads[tgt]
+            stats, eta = self._stats(a, d)
+            scale = self._scale(k)
+
+            def score_fn(theta, stats=stats, x=x, scale=scale):
+                z = (x @ (theta[:, :-1] * scale).T + theta[:, -1]).T  # (P, N)
+                return expansion_scores(stats, _depth_features(z))[0]
+
+            theta, s = self._search(score_fn, k + 1, eta, ctx.generator)
+            top = _spread_basis(theta[:, :-1], s, k)
+            if top is None:
+                log.info("SENN depth %s -> %s: the proposals give no well-conditioned basis; skipped", src, tgt)
+                continue
+            basis, bias = theta[top, :-1] * scale, theta[top, -1]
+            z = (x @ basis.T + bias).T  # (k, N)
+            f = _depth_features(z).permute(1, 0, 2).reshape(1, x.shape[0], 2 * k)
+            delta = float(expansion_scores(stats, f)[0][0]) / (self.layer_cost_mul * (k if self.layer_cost_per_unit else 1))
+            self.last_check.setdefault("depth", {})[f"{src}->{tgt}"] = {"eta": eta, "delta": delta}
+            if self._accepts(delta, eta, sample.output_grad_sq) and (best is None or delta > best.score):
+                conn = net.connection_names(source=src, target=tgt)[0]
+                best = Site(layer=conn, n_units=k, score=delta, info={"kind": "depth", "cost": cost},
+                            proposal={"weight": basis.float(), "bias": bias.float()})
+        if best is not None:
+            budget[0] -= best.info["cost"]
+        return best
