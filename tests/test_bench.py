@@ -70,3 +70,23 @@ def test_run_bench_validates():
         run_bench("digits", ["zero"], 0, "/tmp/unused")
     with pytest.raises(ConfigError, match="methods"):
         run_bench("digits", [], 1, "/tmp/unused")
+
+
+def test_cli_bench_set_reaches_every_run_and_its_twin(tmp_path, capsys):
+    code = main(["bench", "--dataset", "digits", "--methods", "zero", "--epochs", "2", "--set", "units=1",
+                 "--set", "lr=0.05", "--out", str(tmp_path / "b"), "--quiet"])
+    assert code == 0
+    import yaml
+
+    grown = yaml.safe_load((tmp_path / "b" / "runs" / "zero-seed0" / "config.yaml").read_text())["resolved"]
+    twin = yaml.safe_load((tmp_path / "b" / "runs" / "zero-seed0-twin" / "config.yaml").read_text())["resolved"]
+    assert grown["units"] == 1 and grown["lr"] == 0.05 and twin["lr"] == 0.05
+    with open(tmp_path / "b" / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert int(table[0]["params_final"]) == 64 * 10 + 10 + 10 * 10 + 10  # 8, + 1 unit after epochs 1 and 2
+
+
+def test_cli_bench_set_with_a_key_the_method_lacks_fails_its_runs(tmp_path, capsys):
+    code = main(["bench", "--dataset", "digits", "--methods", "zero", "--epochs", "1", "--set", "nope=1",
+                 "--out", str(tmp_path / "b"), "--quiet"])
+    assert code == 1 and "nope" in capsys.readouterr().out

@@ -31,7 +31,7 @@ BENCH_COLUMNS = ("method", "seed", "twin", "params_final", "test_metric", "train
 
 
 def _job(method: str, dataset: str, seed: int, epochs: int | None, root: str, data_dir: str | None,
-         threads: int | None) -> list[dict]:
+         threads: int | None, settings: dict | None = None) -> list[dict]:
     """One method and seed, then its twin: the rows (a failure becomes a row with ``error``)."""
     import torch
 
@@ -43,7 +43,7 @@ def _job(method: str, dataset: str, seed: int, epochs: int | None, root: str, da
     out = Path(root) / f"{method}-seed{seed}"
     try:
         run_dir, summary = train_run(RunConfig(method=method, dataset=dataset, seed=seed, epochs=epochs,
-                                               data_dir=data_dir, out=str(out)))
+                                               data_dir=data_dir, out=str(out), settings=dict(settings or {})))
         rows.append(_row(method, seed, False, summary, run_dir))
     except Exception as exc:  # recorded; the bench goes on
         log.debug("run failed: %s", traceback.format_exc())
@@ -66,13 +66,14 @@ def _row(method: str, seed: int, twin: bool, summary: dict, run_dir) -> dict:
 
 def run_bench(dataset: str, methods: list[str], seeds: int, out: str | Path, *, epochs: int | None = None,
               jobs: int = 1, data_dir: str | None = None, threads: int | None = 1,
-              progress: Callable[[int, int], None] | None = None) -> list[dict]:
+              progress: Callable[[int, int], None] | None = None, settings: dict | None = None) -> list[dict]:
     """Run every method for seeds ``0 .. seeds - 1`` (and the twins) into ``out/runs``.
 
     Args:
         jobs: processes running at once (timings are comparable only with ``jobs=1``).
         threads: torch threads per run.
         progress: called with ``(done, total)`` jobs after each method-and-seed job.
+        settings: method settings every run overrides (``--set``; a key a method lacks fails its runs).
 
     Returns:
         The rows, in method and seed order.
@@ -90,7 +91,7 @@ def run_bench(dataset: str, methods: list[str], seeds: int, out: str | Path, *, 
             raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
     root = Path(out) / "runs"
     root.mkdir(parents=True, exist_ok=True)
-    tasks = [(m, dataset, s, epochs, str(root), data_dir, threads) for m in methods for s in range(seeds)]
+    tasks = [(m, dataset, s, epochs, str(root), data_dir, threads, settings) for m in methods for s in range(seeds)]
     results: dict[int, list[dict]] = {}
     if jobs == 1:
         for i, task in enumerate(tasks):

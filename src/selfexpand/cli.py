@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", type=_positive_int, default=1, help="runs in parallel processes (default 1)")
     b.add_argument("--data-dir", help="folder holding the dataset (default: $SELFEXPAND_DATA)")
     b.add_argument("--out", help="folder for results.csv, results.md, pareto.png (default: runs/bench-...)")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting of every method's runs (repeatable; a key a method lacks "
+                        "fails its runs)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -166,11 +169,7 @@ def _config_from(args):
     for key in list(values):
         if key not in known:
             settings[key] = values.pop(key)  # method settings may sit at the top level too
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
-        settings[key.strip()] = value
+    settings.update(_parse_sets(args.set))
     for key in (*_TRAIN_OPTIONS, "out"):
         value = getattr(args, key)
         if value is not None:
@@ -293,12 +292,7 @@ def _sweep(args, argv) -> int:
     from .sweep import parse_grid, run_sweep, write_sweep
     from .sweep.report import summary_markdown
 
-    settings = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
-        settings[key.strip()] = value
+    settings = _parse_sets(args.set)
     grid = parse_grid(args.grid, args.method)
     out = Path(args.out) if args.out else Path("runs") / (
         f"sweep-{args.dataset}-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -328,6 +322,17 @@ def _sweep(args, argv) -> int:
     return 0
 
 
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` items as a dict (values stay text: each method coerces its own)."""
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        settings[key.strip()] = value
+    return settings
+
+
 # ---------------------------------------------------------------------- selfexpand bench
 def _bench(args, argv) -> int:
     """``selfexpand bench``: :func:`selfexpand.bench.run_bench` into a new folder; exit 1 if a run failed."""
@@ -354,7 +359,7 @@ def _bench(args, argv) -> int:
     progress(0, len(methods) * args.seeds)
     try:
         rows = run_bench(args.dataset, methods, args.seeds, out, epochs=args.epochs, jobs=args.jobs,
-                         data_dir=args.data_dir, progress=progress)
+                         data_dir=args.data_dir, progress=progress, settings=_parse_sets(args.set))
     finally:
         if bar is not None:
             bar.close()

@@ -27,7 +27,8 @@ _SEARCH = dict(proposals=100, search="mala", choice="softmax", bursts=300, steps
                damping=0.1, layer_cost_per_unit=False, check_last=False)
 
 # two moons (noise 0.3, 200 train, 500 test): no hidden layer at the start, slots [16, 16, 16].
-_MOONS = dict(_SEARCH, epochs=400, batch_size=200, lr=0.1, optimizer="natural", weight_decay=0.0,
+# Scaled: MALA bursts 300 -> 30 (a check in about 2 s instead of 20 on 2 cores).
+_MOONS = dict(_SEARCH, bursts=30, epochs=400, batch_size=200, lr=0.1, optimizer="natural", weight_decay=0.0,
               lr_schedule="constant", max_params=None, hidden=[], capacity=[16, 16, 16], tau=1.0,
               alpha=2.5e-3, layer_cost_mul=2.0, cooldown=30, layer_cooldown=3)
 
