@@ -32,7 +32,8 @@ _MOONS = dict(_SEARCH, bursts=30, epochs=400, batch_size=200, lr=0.1, optimizer=
               lr_schedule="constant", max_params=None, hidden=[], capacity=[16, 16, 16], tau=1.0,
               alpha=2.5e-3, layer_cost_mul=2.0, cooldown=30, layer_cooldown=3)
 
-# 1-D teacher-student regression (teacher 16x4, 50 train, 1000 test): start [1], capacity [128].
+# 1-D teacher-student regression (teacher 16x4, 50 train, 1000 test): start [1], capacity [128];
+# MALA bursts scaled as for moons.
 _TEACHER = dict(_MOONS, epochs=2000, batch_size=50, hidden=[1], capacity=[128], layer_cost_mul=20.0)
 
 # MNIST "4800 per class": start [10], capacity [128], tau 0.03, alpha 2.5e-3, layer cost 20,
