@@ -37,10 +37,12 @@ _MOONS = dict(_SEARCH, bursts=30, epochs=400, batch_size=200, lr=0.1, optimizer=
 _TEACHER = dict(_MOONS, epochs=2000, batch_size=50, hidden=[1], capacity=[128], layer_cost_mul=20.0)
 
 # MNIST "4800 per class": start [10], capacity [128], tau 0.03, alpha 2.5e-3, layer cost 20,
-# cooldown 10 / 3, 100 proposals, batch 1024. Scaled: 2000 -> 30 epochs, cooldown 10 -> 2, Adam
-# lr 1e-3 instead of natural gradient, gradient ascent (50 steps) instead of 300 x 10 MALA steps,
-# proposals' incoming weights scaled by 1 / sqrt(784).
-_MNIST = dict(_SEARCH, epochs=30, batch_size=1024, lr=1e-3, optimizer="adam", weight_decay=0.0,
+# cooldown 10 / 3, 100 proposals, batch 1024. Scaled: 2000 -> 60 epochs, cooldown 10 -> 2, Adam
+# lr 1e-3 instead of natural gradient, batch 1024 -> 128 (30 epochs of batch 1024 reached only 0.932
+# validation accuracy; batch 128: 0.964 at 30 epochs, 0.970 at 60, 0.970 at 90, 0.965 at 60 with a
+# cosine schedule; seed 0), gradient ascent (50 steps) instead of 300 x 10 MALA steps, proposals'
+# incoming weights scaled by 1 / sqrt(784).
+_MNIST = dict(_SEARCH, epochs=60, batch_size=128, lr=1e-3, optimizer="adam", weight_decay=0.0,
               lr_schedule="constant", max_params=None, hidden=[10], capacity=[128], tau=0.03, alpha=2.5e-3,
               layer_cost_mul=20.0, cooldown=2, layer_cooldown=3, search="ascent", prior_scale="fan_in")
 
