@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         if "error" in r:
             lines.append(f"| {r['seed']} | {r['twin']} | error: {r['error']} |||||||")
             continue
-        lines.append(f"| {r['seed']} | {r['twin']} | {r['test_metric']:.4f} | {r['final_val']:.4f} | "
+        lines.append(f"| {r['seed']} | {r['twin']} | {r['test_metric']:.4g} | {r['final_val']:.4g} | "
                      f"{r['params_final']} | {r['widths']} | {r['train_seconds']:.1f} | {r['checks']} / "
                      f"{r['growth_steps']} | {r['grown_cost_median']:.2f} / {r['grown_cost_max']:.2f} | "
                      f"{r['cost_median']:.2f} / {r['cost_max']:.2f} |")

@@ -18,8 +18,9 @@ over the proposals (temperature ``temperature * eta``; the acceptance test uses 
 mean score) or the best one (``choice="best"``), and accept when ``delta / eta > tau`` and
 ``delta / E||dL/dy||^2 > alpha``. After an acceptance the unit joins ``tgt``'s inputs and the layer is
 proposed to again, until a rejection, ``capacity - 1`` units, or the parameter budget; a re-proposal
-starts from the previous population and runs a fifth of the search (this project's saving: the
-population is already near the modes, which the accepted unit's projection only shifts).
+starts from the previous population and runs the fraction ``reproposal`` of the search (0.2; 0 only
+scores the population again: this project's saving, the population being already near the modes,
+which the accepted unit's projection only shifts).
 
 Proposals: MALA (``search="mala"``: ``bursts`` bursts of ``steps`` steps, adapted step size) or
 gradient ascent (``search="ascent"``), on ``log p(theta) = score(theta) / T - |theta|^2 / 2`` (a
@@ -75,12 +76,13 @@ class NaturalExpansionSelector(Selector):
                  search: str = "mala", choice: str = "softmax", bursts: int = 300, steps: int = 10,
                  step_size: float = 0.3, ascent_steps: int = 50, ascent_lr: float = 0.1,
                  temperature: float = 0.1, prior_scale: str = "unit", sample_size: int = 1024,
-                 damping: float = 0.1, width: bool = True, depth: bool = True):
+                 damping: float = 0.1, reproposal: float = 0.2, width: bool = True, depth: bool = True):
         capacity = list(capacity)
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 2 for c in capacity):
             raise ConfigError(f"capacity must list integers >= 2, got capacity={capacity!r}")
         for name, value in (("tau", tau), ("alpha", alpha), ("temperature", temperature),
-                            ("step_size", step_size), ("ascent_lr", ascent_lr), ("damping", damping)):
+                            ("step_size", step_size), ("ascent_lr", ascent_lr), ("damping", damping),
+                            ("reproposal", reproposal)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ConfigError(f"{name} must be a number >= 0, got {name}={value!r}")
         if not layer_cost_mul > 0:
@@ -101,7 +103,7 @@ class NaturalExpansionSelector(Selector):
         self.bursts, self.steps, self.step_size = bursts, steps, float(step_size)
         self.ascent_steps, self.ascent_lr = ascent_steps, float(ascent_lr)
         self.temperature, self.prior_scale = float(temperature), prior_scale
-        self.sample_size, self.damping = sample_size, float(damping)
+        self.sample_size, self.damping, self.reproposal = sample_size, float(damping), float(reproposal)
         self.width, self.depth = bool(width), bool(depth)
         self.checks_since_layer = layer_cooldown  # the first check may insert a layer
         self.last_check: dict = {}
@@ -124,6 +126,7 @@ class NaturalExpansionSelector(Selector):
             site = self._depth_site(ctx, net, sample, budget)
             if site is not None:
                 self.checks_since_layer = 0
+                log.info("SENN check after epoch %d: a layer at %s (%s)", ctx.epoch, site.layer, self.last_check)
                 return [site]
         self.checks_since_layer += 1
         if not self.width:
@@ -135,6 +138,7 @@ class NaturalExpansionSelector(Selector):
                                     budget)
             if site is not None:
                 sites.append(site)
+        log.info("SENN check after epoch %d: %s", ctx.epoch, self.last_check)
         return sites
 
     def _stats(self, a: torch.Tensor, d: torch.Tensor):
@@ -150,22 +154,22 @@ class NaturalExpansionSelector(Selector):
     def _search(self, score_fn, dim: int, eta: float, generator,
                 init: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``proposals`` parameter vectors and their scores, improved by MALA or gradient ascent.
-        A re-proposal (``init`` given: the previous population) runs a fifth of the search."""
-        short = init is not None
+        A re-proposal (``init`` given: the previous population) runs ``reproposal`` of the search
+        (0: the population is only scored again)."""
+        fraction = 1.0 if init is None else self.reproposal
         if init is None:
             init = torch.randn(self.proposals, dim, generator=generator, dtype=torch.float64)
         temp = self.temperature * max(eta, 1e-12)
-        if self.search == "mala":
+        theta = init
+        if self.search == "mala" and round(self.bursts * fraction) > 0:
             def log_density(theta):
                 return score_fn(theta) / temp - 0.5 * theta.pow(2).sum(1)
 
-            bursts = max(1, self.bursts // 5) if short else self.bursts
-            theta, _, _ = mala(log_density, init, bursts=bursts, steps=self.steps,
+            theta, _, _ = mala(log_density, init, bursts=round(self.bursts * fraction), steps=self.steps,
                                step_size=self.step_size, generator=generator)
-        else:
-            steps = max(1, self.ascent_steps // 5) if short else self.ascent_steps
+        elif self.search == "ascent" and round(self.ascent_steps * fraction) > 0:
             theta, _ = gradient_ascent(lambda t: score_fn(t) / temp - 0.5 * t.pow(2).sum(1), init,
-                                       steps=steps, lr=self.ascent_lr)
+                                       steps=round(self.ascent_steps * fraction), lr=self.ascent_lr)
         with torch.no_grad():
             return theta.detach(), score_fn(theta.detach()).detach()
 
