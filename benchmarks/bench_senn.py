@@ -21,11 +21,11 @@ from selfexpand.bench import run_bench, write_bench
 from selfexpand.checkpoint import load_checkpoint
 
 
-def _run_facts(run_dir: Path) -> dict:
+def _run_facts(run_dir: Path, twin: bool = False) -> dict:
     records = [json.loads(line) for line in open(run_dir / "history.jsonl")]
     epochs = [r for r in records if r["type"] == "epoch"]
     grew = {r["epoch"] for r in records if r["type"] == "growth"}
-    checks = [r for r in epochs if r.get("growth_seconds", 0) > 1e-3]  # epochs followed by a check
+    checks = [r for r in epochs if r.get("growth_seconds", 0) > 1e-3 and not twin]  # epochs followed by a check
     costs = [r["growth_seconds"] / r["seconds"] for r in checks]
     grown = [r["growth_seconds"] / r["seconds"] for r in checks if r["epoch"] in grew]
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -36,6 +36,22 @@ def _run_facts(run_dir: Path) -> dict:
             "cost_max": max(costs, default=0.0), "cost_median": statistics.median(costs) if costs else 0.0,
             "grown_cost_max": max(grown, default=0.0),
             "grown_cost_median": statistics.median(grown) if grown else 0.0}
+
+
+def _markdown(command: str, runs: list[dict]) -> list[str]:
+    lines = [f"`{command}`", "",
+             "| seed | twin | test | final val | params | widths | wall s | checks / growths | "
+             "growth cost, grown steps: median / max (epochs) | all checks: median / max |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        if "error" in r:
+            lines.append(f"| {r['seed']} | {r['twin']} | error: {r['error']} |||||||")
+            continue
+        lines.append(f"| {r['seed']} | {r['twin']} | {r['test_metric']:.4g} | {r['final_val']:.4g} | "
+                     f"{r['params_final']} | {r['widths']} | {r['train_seconds']:.1f} | {r['checks']} / "
+                     f"{r['growth_steps']} | {r['grown_cost_median']:.2f} / {r['grown_cost_max']:.2f} | "
+                     f"{r['cost_median']:.2f} / {r['cost_max']:.2f} |")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -59,20 +75,9 @@ def main(argv=None) -> int:
         if row.get("error"):
             runs.append({"seed": row["seed"], "twin": row["twin"], "error": row["error"]})
             continue
-        runs.append({"seed": row["seed"], "twin": row["twin"], **_run_facts(Path(row["run_dir"]))})
+        runs.append({"seed": row["seed"], "twin": row["twin"], **_run_facts(Path(row["run_dir"]), row["twin"])})
     (out / "senn.json").write_text(json.dumps({"command": command, "settings": settings, "runs": runs}, indent=1))
-    lines = [f"`{command}`", "",
-             "| seed | twin | test | final val | params | widths | wall s | checks / growths | "
-             "growth cost, grown steps: median / max (epochs) | all checks: median / max |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        if "error" in r:
-            lines.append(f"| {r['seed']} | {r['twin']} | error: {r['error']} |||||||")
-            continue
-        lines.append(f"| {r['seed']} | {r['twin']} | {r['test_metric']:.4g} | {r['final_val']:.4g} | "
-                     f"{r['params_final']} | {r['widths']} | {r['train_seconds']:.1f} | {r['checks']} / "
-                     f"{r['growth_steps']} | {r['grown_cost_median']:.2f} / {r['grown_cost_max']:.2f} | "
-                     f"{r['cost_median']:.2f} / {r['cost_max']:.2f} |")
+    lines = _markdown(command, runs)
     (out / "senn.md").write_text("\n".join(lines) + "\n")
     print((out / "results.md").read_text())
     print("\n".join(lines))
