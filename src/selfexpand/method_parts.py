@@ -86,8 +86,9 @@ PARTS: dict[str, dict[str, Part]] = {
         "net2net": Part(lambda c: (Net2NetWiderInitializer(c["noise"]), []), dict(noise=1e-3)),
         "net2net-deeper": Part(lambda c: (Net2NetDeeperInitializer(), [])),
         "gradmax": Part(lambda c: (GradMaxInitializer(c["epsilon"]), []), dict(epsilon=1e-3)),
-        "firefly": Part(lambda c: (FireflyInitializer(c["candidates_per_unit"], eps=c["eps"], steps=c["steps"]), []),
-                        dict(candidates_per_unit=4, eps=1e-2, steps=10)),
+        "firefly": Part(lambda c: (FireflyInitializer(c["candidates_per_unit"], eps=c["eps"], steps=c["steps"],
+                                                      splits=c["splits"]), []),
+                        dict(candidates_per_unit=4, eps=1e-2, steps=10, splits=True)),
     },
 }
 
