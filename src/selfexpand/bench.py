@@ -168,7 +168,8 @@ def _pareto(rows: list[dict], path: Path) -> None:
         ax.invert_yaxis()  # lower is better: up is better
     ax.set_xlabel("params (final)")
     ax.set_ylabel(f"test {ok[0]['metric_name'] if ok else 'metric'} (better: up)")
-    ax.legend(fontsize=7)
+    if ok:  # every run failed: an empty plot, no legend
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
