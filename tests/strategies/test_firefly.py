@@ -107,17 +107,19 @@ def test_the_model_is_untouched_by_the_signal_pass():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"candidates_per_unit": 0}, "candidates_per_unit"), ({"steps": -1}, "steps"), ({"sample": 0}, "sample"),
-    ({"eps": 0.0}, "eps"), ({"step_lr": -1.0}, "step_lr"),
+    ({"eps": 0.0}, "eps"), ({"step_lr": -1.0}, "step_lr"), ({"splits": "yes"}, "splits"), ({"split_lr": 0}, "split_lr"),
 ])
 def test_bad_settings(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         FireflyInitializer(**kwargs)
 
 
-def test_bad_proposal():
+@pytest.mark.parametrize("proposal, match", [({"incoming": torch.zeros(3, 7)}, "proposal incoming"),
+                                             ({"split_directions": torch.zeros(6, 4)}, "split_directions")])
+def test_bad_proposal(proposal, match):
     net, ctx = world(0)
-    with pytest.raises(ConfigError, match="proposal incoming"):
-        FireflyInitializer().grow(ctx, [Site("h2", 1, proposal={"incoming": torch.zeros(3, 7)})])
+    with pytest.raises(ConfigError, match=match):
+        FireflyInitializer().grow(ctx, [Site("h2", 1, proposal=proposal)])
 
 
 # --- splits of existing units -------------------------------------------------------------------
@@ -314,15 +316,3 @@ def test_deterministic_under_a_seed(make):
     (events_a, state_a), (events_b, state_b) = runs
     assert events_a == events_b
     assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
-
-
-@pytest.mark.parametrize("kwargs, match", [({"splits": "yes"}, "splits"), ({"split_lr": 0}, "split_lr")])
-def test_bad_split_settings(kwargs, match):
-    with pytest.raises(ConfigError, match=match):
-        FireflyInitializer(**kwargs)
-
-
-def test_bad_split_proposal():
-    net, ctx = world(0)
-    with pytest.raises(ConfigError, match="split_directions"):
-        FireflyInitializer().grow(ctx, [Site("h2", 1, proposal={"split_directions": torch.zeros(6, 4)})])
