@@ -1,5 +1,5 @@
 """SENN end to end: a short moons run grows a layer through natural-gradient training, resumes
-exactly, and its static twin starts its rational activation afresh."""
+exactly (the optimizer checkpointed too), and its static twin starts its rational activation afresh."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from selfexpand.checkpoint import load_checkpoint
 from selfexpand.graph.rational import RationalActivation
 from selfexpand.runs import RunConfig, resume_run, train_run, twin_config
 
-FAST = {"bursts": 3, "cooldown": 5, "layer_cooldown": 1, "tau": 0.05, "alpha": 1e-5}
+FAST = {"bursts": 3, "cooldown": 5, "layer_cooldown": 1, "tau": 0.05, "alpha": 1e-5, "optimizer": "natural", "lr": 0.1}
 
 
 def _epochs(run_dir):
