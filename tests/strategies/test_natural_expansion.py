@@ -37,12 +37,12 @@ def _xor_data(n=64, seed=0):
     return dataset_from(x, y, task="classification")
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_width_growth_keeps_the_outputs(seed):
+@pytest.mark.parametrize("seed, search_size", [(0, None), (1, None), (2, None), (0, 16)])
+def test_width_growth_keeps_the_outputs(seed, search_size):
     net, data = _net([6, 4, 3], seed), toy_dataset(seed=seed)
     x = data.x_train
     before = net(x).detach()
-    sites, events, _, _ = _grow(net, data, seed=seed, depth=False)
+    sites, events, _, _ = _grow(net, data, seed=seed, depth=False, search_size=search_size)
     assert sites and sum(s.n_units for s in sites) > 0
     assert net.layers[net.hidden_layers()[0]].size > 4
     assert torch.allclose(net(x), before, atol=1e-5)
@@ -181,7 +181,8 @@ def test_check_schedule():
 
 
 @pytest.mark.parametrize("bad", [dict(capacity=[1]), dict(tau=-1.0), dict(search="grid"), dict(proposals=0),
-                                 dict(layer_cost_mul=0.0), dict(choice="first")])
+                                 dict(layer_cost_mul=0.0), dict(choice="first"), dict(search_size=0),
+                                 dict(reproposal=-0.5)])
 def test_bad_settings(bad):
     with pytest.raises(ConfigError):
         NaturalExpansionSelector(**{**dict(tau=0.0, alpha=0.0, capacity=[8]), **bad})

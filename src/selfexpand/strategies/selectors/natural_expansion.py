@@ -76,7 +76,8 @@ class NaturalExpansionSelector(Selector):
                  search: str = "mala", choice: str = "softmax", bursts: int = 300, steps: int = 10,
                  step_size: float = 0.3, ascent_steps: int = 50, ascent_lr: float = 0.1,
                  temperature: float = 0.1, prior_scale: str = "unit", sample_size: int = 1024,
-                 damping: float = 0.1, reproposal: float = 0.2, width: bool = True, depth: bool = True):
+                 damping: float = 0.1, reproposal: float = 0.2, search_size: int | None = None,
+                 width: bool = True, depth: bool = True):
         capacity = list(capacity)
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 2 for c in capacity):
             raise ConfigError(f"capacity must list integers >= 2, got capacity={capacity!r}")
@@ -91,6 +92,9 @@ class NaturalExpansionSelector(Selector):
                             ("ascent_steps", ascent_steps), ("sample_size", sample_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
+        if search_size is not None and (isinstance(search_size, bool) or not isinstance(search_size, int)
+                                        or search_size < 1):
+            raise ConfigError(f"search_size must be a positive integer or None, got search_size={search_size!r}")
         if isinstance(layer_cooldown, bool) or not isinstance(layer_cooldown, int) or layer_cooldown < 0:
             raise ConfigError(f"layer_cooldown must be an integer >= 0, got layer_cooldown={layer_cooldown!r}")
         for name, value, allowed in (("search", search, ("mala", "ascent")), ("choice", choice, ("softmax", "best")),
@@ -104,6 +108,7 @@ class NaturalExpansionSelector(Selector):
         self.ascent_steps, self.ascent_lr = ascent_steps, float(ascent_lr)
         self.temperature, self.prior_scale = float(temperature), prior_scale
         self.sample_size, self.damping, self.reproposal = sample_size, float(damping), float(reproposal)
+        self.search_size = search_size
         self.width, self.depth = bool(width), bool(depth)
         self.checks_since_layer = layer_cooldown  # the first check may insert a layer
         self.last_check: dict = {}
@@ -180,6 +185,12 @@ class NaturalExpansionSelector(Selector):
             index, value = softmax_choice(scores, self.temperature * max(eta, float(scores.max()), 1e-12), generator)
         return int(index), float(value)
 
+    def _search_rows(self, n: int, generator) -> torch.Tensor | None:
+        """A random subset of ``search_size`` of the sample's ``n`` rows for the search (None: all)."""
+        if self.search_size is None or self.search_size >= n:
+            return None
+        return torch.randperm(n, generator=generator)[:self.search_size]
+
     def _scale(self, fan_in: int) -> float:
         return 1.0 if self.prior_scale == "unit" else 1 / math.sqrt(max(fan_in, 1))
 
@@ -195,14 +206,23 @@ class NaturalExpansionSelector(Selector):
         weights, biases, scores, width = [], [], [], net.layers[layer].size
         record = self.last_check["layers"].setdefault(layer, {})
         population = None
+        subset = self._search_rows(x.shape[0], ctx.generator)
         while width + len(weights) < cap and budget[0] >= cost:
             stats, eta = self._stats(a, d)
 
-            def score_fn(theta, stats=stats):
-                f = act(x32 @ (theta[:, :-1] * scale).float().T + theta[:, -1].float()).double()  # (N, P)
-                return expansion_scores(stats, f.T.unsqueeze(-1))[0]
+            def scores_on(stats, xs):
+                def score_fn(theta):
+                    f = act(xs @ (theta[:, :-1] * scale).float().T + theta[:, -1].float()).double()  # (N, P)
+                    return expansion_scores(stats, f.T.unsqueeze(-1))[0]
+                return score_fn
 
-            theta, s = self._search(score_fn, n_in + 1, eta, ctx.generator, init=population)
+            if subset is None:
+                theta, s = self._search(scores_on(stats, x32), n_in + 1, eta, ctx.generator, init=population)
+            else:  # search on a subset, choose and accept on the whole sample
+                theta, _ = self._search(scores_on(self._stats(a[subset], d[subset])[0], x32[subset]), n_in + 1,
+                                        eta, ctx.generator, init=population)
+                with torch.no_grad():
+                    s = scores_on(stats, x32)(theta)
             index, delta = self._choose(s, eta, ctx.generator)
             population = theta
             accepted = self._accepts(delta, eta, sample.output_grad_sq)
