@@ -24,7 +24,8 @@ __all__ = ["SENN_DEFAULTS", "SENN_METHODS", "SENN_MODEL_BUILDERS"]
 
 _SEARCH = dict(proposals=100, search="mala", choice="softmax", bursts=300, steps=10, step_size=0.3,
                ascent_steps=50, ascent_lr=0.1, temperature=0.1, prior_scale="unit", sample_size=1024,
-               damping=0.1, reproposal=0.2, search_size=0, layer_cost_per_unit=False, check_last=False)
+               damping=0.1, reproposal=0.2, search_size=0, depth_score="free", layer_cost_per_unit=False,
+               check_last=False)
 
 # 1-D teacher-student regression (teacher 16x4, 50 train, 1000 test): start [1], capacity [128],
 # natural gradient lr 0.1 as the reference (validation loss 9.3e-5 against 9.2e-4 with Adam lr 0.01,
@@ -74,7 +75,7 @@ def _senn(cfg: dict) -> GrowthMethod:
         steps=cfg["steps"], step_size=cfg["step_size"], ascent_steps=cfg["ascent_steps"],
         ascent_lr=cfg["ascent_lr"], temperature=cfg["temperature"], prior_scale=cfg["prior_scale"],
         sample_size=cfg["sample_size"], damping=cfg["damping"], reproposal=cfg["reproposal"],
-        search_size=cfg["search_size"] or None)
+        search_size=cfg["search_size"] or None, depth_score=cfg["depth_score"])
     return GrowthMethod("senn", trigger=CheckTrigger(cfg["cooldown"], check_last=cfg["check_last"]),
                         selector=selector, initializer=NaturalExpansionInitializer())
 

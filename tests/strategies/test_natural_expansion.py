@@ -48,12 +48,12 @@ def test_width_growth_keeps_the_outputs(seed, search_size):
     assert torch.allclose(net(x), before, atol=1e-5)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_depth_growth_keeps_the_outputs(seed):
+@pytest.mark.parametrize("seed, depth_score", [(0, "free"), (1, "free"), (2, "free"), (0, "tied"), (1, "tied")])
+def test_depth_growth_keeps_the_outputs(seed, depth_score):
     data = _xor_data(seed=seed)
     net = _net([2, 2], seed)  # no hidden layer: the only way to grow is a new layer
     before = net(data.x_train).detach()
-    sites, events, selector, _ = _grow(net, data, seed=seed, proposals=32)
+    sites, events, selector, _ = _grow(net, data, seed=seed, proposals=32, depth_score=depth_score)
     assert [s.info["kind"] for s in sites] == ["depth"]
     assert len(net.hidden_layers()) == 1 and net.layers[net.hidden_layers()[0]].size == 2
     assert torch.allclose(net(data.x_train), before, atol=1e-5)
@@ -182,7 +182,7 @@ def test_check_schedule():
 
 @pytest.mark.parametrize("bad", [dict(capacity=[1]), dict(tau=-1.0), dict(search="grid"), dict(proposals=0),
                                  dict(layer_cost_mul=0.0), dict(choice="first"), dict(search_size=0),
-                                 dict(reproposal=-0.5)])
+                                 dict(reproposal=-0.5), dict(depth_score="exact")])
 def test_bad_settings(bad):
     with pytest.raises(ConfigError):
         NaturalExpansionSelector(**{**dict(tau=0.0, alpha=0.0, capacity=[8]), **bad})

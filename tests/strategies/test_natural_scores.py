@@ -237,3 +237,19 @@ def test_bad_arguments_raise(call, match):
     stats = layer_stats(a, _randn(_gen(10), 30, 2), torch.eye(2, dtype=F64))
     with pytest.raises(ValueError, match=match):
         call(stats)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_tied_score_equals_the_exact_score_for_free_outgoing_weights_and_is_lower_when_tied(seed):
+    from selfexpand.strategies.natural_scores import tied_expansion_score
+
+    a, d, G, f = _random_case(seed)
+    stats = layer_stats(a, d, G)
+    exact, _ = expansion_scores(stats, f[:1])
+    n, k, n_out = f.shape[1], f.shape[2], d.shape[1]
+    free = torch.einsum("nk,op->nokp", f[0], torch.eye(n_out, dtype=F64)).reshape(n, n_out, k * n_out)
+    assert torch.isclose(tied_expansion_score(stats, free, G), exact[0], rtol=1e-6, atol=1e-12)
+    g = _gen(1000 + seed)
+    u = _randn(g, n_out, k)  # each feature's outgoing weights fixed along u[:, j], one shared parameter
+    tied = torch.einsum("nk,ok->no", f[0], u).unsqueeze(-1)
+    assert tied_expansion_score(stats, tied, G) <= exact[0] * (1 + 1e-9) + 1e-12

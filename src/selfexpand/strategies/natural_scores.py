@@ -46,6 +46,7 @@ __all__ = [
     "natural_score",
     "layer_stats",
     "expansion_scores",
+    "tied_expansion_score",
     "default_rtol",
     "default_jitter",
 ]
@@ -313,3 +314,28 @@ def expansion_scores(stats: LayerStats, f: torch.Tensor,
     if f.shape[2] == 1:
         return _scores_one(stats, f[:, :, 0], eps)
     return _scores_general(stats, f, eps)
+
+
+def tied_expansion_score(stats: LayerStats, J: torch.Tensor, G: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+    """The increase of ``eta`` from ``m`` new scalar parameters whose effect on the layer's outputs is
+    given per example: ``J`` (N, n_out, m), the Jacobian of the outputs with respect to them.
+
+    With ``J_perp`` the part of ``J`` the existing inputs do not explain (``J - a A^+ E[a J]``, column by
+    column), ``g = E[J_perp^T r]`` and ``F = E[J_perp^T G J_perp]`` (K-FAC's output factor ``G``, the same
+    ``G`` the stats were built with), the score is ``g^T F^-1 g``. New inputs ``f`` with free outgoing
+    weights are the case ``J = f (x) I``, where this equals :func:`expansion_scores`' exact score;
+    tying the outgoing weights (SENN's inserted layer: its activation's coefficients act through the
+    fixed ``W pinv(B)``) can only lower it. ``F`` gets the relative jitter ``eps * Tr F / m``.
+    """
+    if not isinstance(J, torch.Tensor) or J.ndim != 3 or J.shape[0] != stats.n:
+        raise ValueError(f"J must be (N={stats.n}, n_out, m), got {tuple(J.shape) if isinstance(J, torch.Tensor) else J}")
+    eps = default_jitter(J.dtype) if eps is None else eps
+    n, a_w = stats.n, stats.inputs_white
+    j_perp = J - torch.einsum("nr,rom->nom", a_w, torch.einsum("nr,nom->rom", a_w, J) / n)
+    g = torch.einsum("no,nom->m", stats.residual, j_perp) / n
+    fisher = torch.einsum("nom,op,npq->mq", j_perp, G, j_perp) / n
+    scale = torch.diagonal(fisher).sum() / fisher.shape[0]
+    if not scale > 0:
+        return torch.zeros((), dtype=J.dtype)
+    fisher = fisher + eps * scale * torch.eye(fisher.shape[0], dtype=J.dtype)
+    return g @ torch.linalg.solve(fisher, g)

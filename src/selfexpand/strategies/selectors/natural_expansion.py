@@ -39,7 +39,8 @@ import torch
 from ...errors import ConfigError
 from ..base import Selector, Site
 from ..kfac import chain_sample, sample_rows
-from ..natural_scores import damp, expansion_scores, layer_stats, natural_score, output_gradient_moment
+from ..natural_scores import (damp, expansion_scores, layer_stats, natural_score, output_gradient_moment,
+                              tied_expansion_score)
 from ..proposals import best_choice, gradient_ascent, mala, softmax_choice
 
 __all__ = ["NaturalExpansionSelector"]
@@ -77,7 +78,7 @@ class NaturalExpansionSelector(Selector):
                  step_size: float = 0.3, ascent_steps: int = 50, ascent_lr: float = 0.1,
                  temperature: float = 0.1, prior_scale: str = "unit", sample_size: int = 1024,
                  damping: float = 0.1, reproposal: float = 0.2, search_size: int | None = None,
-                 width: bool = True, depth: bool = True):
+                 depth_score: str = "free", width: bool = True, depth: bool = True):
         capacity = list(capacity)
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 2 for c in capacity):
             raise ConfigError(f"capacity must list integers >= 2, got capacity={capacity!r}")
@@ -98,7 +99,8 @@ class NaturalExpansionSelector(Selector):
         if isinstance(layer_cooldown, bool) or not isinstance(layer_cooldown, int) or layer_cooldown < 0:
             raise ConfigError(f"layer_cooldown must be an integer >= 0, got layer_cooldown={layer_cooldown!r}")
         for name, value, allowed in (("search", search, ("mala", "ascent")), ("choice", choice, ("softmax", "best")),
-                                     ("prior_scale", prior_scale, ("unit", "fan_in"))):
+                                     ("prior_scale", prior_scale, ("unit", "fan_in")),
+                                     ("depth_score", depth_score, ("free", "tied"))):
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {list(allowed)}, got {name}={value!r}")
         self.tau, self.alpha, self.capacity = float(tau), float(alpha), capacity
@@ -108,7 +110,7 @@ class NaturalExpansionSelector(Selector):
         self.ascent_steps, self.ascent_lr = ascent_steps, float(ascent_lr)
         self.temperature, self.prior_scale = float(temperature), prior_scale
         self.sample_size, self.damping, self.reproposal = sample_size, float(damping), float(reproposal)
-        self.search_size = search_size
+        self.search_size, self.depth_score = search_size, depth_score
         self.width, self.depth = bool(width), bool(depth)
         self.checks_since_layer = layer_cooldown  # the first check may insert a layer
         self.last_check: dict = {}
@@ -269,9 +271,15 @@ class NaturalExpansionSelector(Selector):
                 log.info("SENN depth %s -> %s: the proposals give no well-conditioned basis; skipped", src, tgt)
                 continue
             basis, bias = theta[top, :-1] * scale, theta[top, -1]
-            z = (x @ basis.T + bias).T  # (k, N)
-            f = _depth_features(z).permute(1, 0, 2).reshape(1, x.shape[0], 2 * k)
-            delta = float(expansion_scores(stats, f)[0][0]) / (self.layer_cost_mul * (k if self.layer_cost_per_unit else 1))
+            features = _depth_features(x @ basis.T + bias)  # (N, k, 2)
+            if self.depth_score == "free":
+                raw = expansion_scores(stats, features.reshape(1, x.shape[0], 2 * k))[0][0]
+            else:  # v and c act through the fixed W B^-1
+                conn = net.connections[net.connection_names(source=src, target=tgt)[0]]
+                w_out = torch.linalg.solve(basis.T, conn.effective_weight().detach().double().cpu().T).T
+                jacobian = torch.einsum("ok,nkp->nop", w_out, features)  # (N, n_tgt, 2)
+                raw = tied_expansion_score(stats, jacobian, damp(output_gradient_moment(d), self.damping))
+            delta = float(raw) / (self.layer_cost_mul * (k if self.layer_cost_per_unit else 1))
             self.last_check.setdefault("depth", {})[f"{src}->{tgt}"] = {"eta": eta, "delta": delta}
             if self._accepts(delta, eta, sample.output_grad_sq) and (best is None or delta > best.score):
                 conn = net.connection_names(source=src, target=tgt)[0]
