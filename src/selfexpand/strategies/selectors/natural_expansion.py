@@ -149,10 +149,12 @@ class NaturalExpansionSelector(Selector):
         return sites
 
     def _stats(self, a: torch.Tensor, d: torch.Tensor):
+        """The layer's candidate-score statistics (damped ``G``), its undamped ``eta``, the damped ``G``."""
         g = output_gradient_moment(d, normalise=True)
         grad_w = d.T @ a / a.shape[0]
         eta = float(natural_score(grad_w, a.T @ a / a.shape[0], g))
-        return layer_stats(a, d, damp(g, self.damping)), eta
+        damped = damp(g, self.damping)
+        return layer_stats(a, d, damped), eta, damped
 
     def _accepts(self, delta: float, eta: float, g2: float) -> bool:
         ratio = math.inf if eta <= 0 else delta / eta
@@ -210,7 +212,7 @@ class NaturalExpansionSelector(Selector):
         population = None
         subset = self._search_rows(x.shape[0], ctx.generator)
         while width + len(weights) < cap and budget[0] >= cost:
-            stats, eta = self._stats(a, d)
+            stats, eta, _ = self._stats(a, d)
 
             def scores_on(stats, xs):
                 def score_fn(theta):
@@ -258,7 +260,7 @@ class NaturalExpansionSelector(Selector):
             if budget[0] < cost or k > self.proposals:
                 continue
             x, a, d = sample.outputs[src], sample.inputs[tgt], sample.grads[tgt]
-            stats, eta = self._stats(a, d)
+            stats, eta, damped = self._stats(a, d)
             scale = self._scale(k)
 
             def score_fn(theta, stats=stats, x=x, scale=scale):
@@ -278,7 +280,7 @@ class NaturalExpansionSelector(Selector):
                 conn = net.connections[net.connection_names(source=src, target=tgt)[0]]
                 w_out = torch.linalg.solve(basis.T, conn.effective_weight().detach().double().cpu().T).T
                 jacobian = torch.einsum("ok,nkp->nop", w_out, features)  # (N, n_tgt, 2)
-                raw = tied_expansion_score(stats, jacobian, damp(output_gradient_moment(d), self.damping))
+                raw = tied_expansion_score(stats, jacobian, damped)
             delta = float(raw) / (self.layer_cost_mul * (k if self.layer_cost_per_unit else 1))
             self.last_check.setdefault("depth", {})[f"{src}->{tgt}"] = {"eta": eta, "delta": delta}
             if self._accepts(delta, eta, sample.output_grad_sq) and (best is None or delta > best.score):
