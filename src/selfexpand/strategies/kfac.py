@@ -28,13 +28,12 @@ class ChainSample:
     """What one pass gathered (see the module docstring).
 
     Attributes:
-        x: the sampled network inputs (after the front, flattened), float64.
-        outputs: every layer's output (``h``), by name, float64, no graph.
+        outputs: every layer's output (``h``), by name (the input layer's: the sampled inputs after
+            the front, flattened), float64, no graph.
         inputs, grads: ``a`` and ``d`` for every non-input layer, by name.
         output_grad_sq: ``E ||dL/dy||^2``, the mean squared norm of the per-example output gradient.
     """
 
-    x: torch.Tensor
     outputs: dict[str, torch.Tensor]
     inputs: dict[str, torch.Tensor]
     grads: dict[str, torch.Tensor]
@@ -81,13 +80,11 @@ def chain_sample(net, x: torch.Tensor, y: torch.Tensor, loss_fn) -> ChainSample:
         grads = torch.autograd.grad(loss, list(pres.values()), allow_unused=True)
     finally:
         net.train(was_training)
+    outputs = {k: v.detach().double().cpu() for k, v in outputs.items()}
     ones = torch.ones(x.shape[0], 1, dtype=torch.float64)
     inputs, d = {}, {}
     for (name, pre), g in zip(pres.items(), grads):
-        src = net.incoming(name)[0].source
-        inputs[name] = torch.cat([outputs[src].detach().double().cpu(), ones], 1)
+        inputs[name] = torch.cat([outputs[net.incoming(name)[0].source], ones], 1)
         d[name] = (torch.zeros_like(pre) if g is None else g).detach().double().cpu()
     out_grad = d[net.output_name]
-    return ChainSample(x=outputs[net.input_name].double().cpu(),
-                       outputs={k: v.detach().double().cpu() for k, v in outputs.items()},
-                       inputs=inputs, grads=d, output_grad_sq=float(out_grad.pow(2).sum(1).mean()))
+    return ChainSample(outputs=outputs, inputs=inputs, grads=d, output_grad_sq=float(out_grad.pow(2).sum(1).mean()))

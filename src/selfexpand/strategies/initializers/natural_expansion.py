@@ -17,6 +17,7 @@ import torch
 from ...errors import GrowthError
 from ...ops import add_units, insert_layer
 from ..base import Initializer, Site
+from .gradmax import _chain_connections
 from .new_units import layers_last_first
 
 __all__ = ["NaturalExpansionInitializer"]
@@ -37,8 +38,7 @@ class NaturalExpansionInitializer(Initializer):
         for site in (s for s in sites if s.info.get("kind") == "depth"):
             events.append(self._insert(ctx, net, site))
         for site in layers_last_first(net, [s for s in sites if s.info.get("kind") != "depth"]):
-            conn_in = net.connection_names(target=site.layer)[0]
-            conn_out = net.connection_names(source=site.layer)[0]
+            conn_in, conn_out = _chain_connections(net, site.layer)
             n_out = net.connections[conn_out].shape[0]
             events.append(add_units(net, site.layer, site.n_units, incoming={conn_in: site.proposal["weight"]},
                                     bias=site.proposal["bias"], outgoing={conn_out: torch.zeros(n_out, site.n_units)},

@@ -9,8 +9,9 @@ adds to ``tgt``'s inputs, to first order, the features ``d phi / d(v, c)`` of ea
 ``2 z / (1 + z^2)`` and ``1 / (1 + z^2)`` with ``z = w . h_src + b``; everything linear in ``h_src``
 is already spanned by ``tgt``'s inputs, so the Schur complement projects it out (the current
 natural-gradient step). The basis ``B`` is the ``k`` best proposals, its score the exact increase of
-``tgt``'s ``eta`` from all ``2k`` features, divided by ``layer_cost_mul`` (times ``k`` when
-``layer_cost_per_unit``). The best link passing both thresholds gets the layer; then the check ends.
+``tgt``'s ``eta`` from all ``2k`` features (``depth_score="free"``: outgoing weights free) or from the
+two coefficients acting through the fixed ``W B^-1`` (``"tied"``), divided by ``layer_cost_mul``
+(times ``k`` when ``layer_cost_per_unit``). The best link passing both thresholds gets the layer; then the check ends.
 
 **Width** otherwise: for every hidden layer ``l`` (``tgt`` = the layer reading it), propose units
 reading ``l``'s input, score them by the exact increase of ``tgt``'s ``eta``, pick one by a softmax
@@ -211,15 +212,15 @@ class NaturalExpansionSelector(Selector):
         record = self.last_check["layers"].setdefault(layer, {})
         population = None
         subset = self._search_rows(x.shape[0], ctx.generator)
+
+        def scores_on(stats, xs):
+            def score_fn(theta):
+                f = act(xs @ (theta[:, :-1] * scale).float().T + theta[:, -1].float()).double()  # (N, P)
+                return expansion_scores(stats, f.T.unsqueeze(-1))[0]
+            return score_fn
+
         while width + len(weights) < cap and budget[0] >= cost:
             stats, eta, _ = self._stats(a, d)
-
-            def scores_on(stats, xs):
-                def score_fn(theta):
-                    f = act(xs @ (theta[:, :-1] * scale).float().T + theta[:, -1].float()).double()  # (N, P)
-                    return expansion_scores(stats, f.T.unsqueeze(-1))[0]
-                return score_fn
-
             if subset is None:
                 theta, s = self._search(scores_on(stats, x32), n_in + 1, eta, ctx.generator, init=population)
             else:  # search on a subset, choose and accept on the whole sample
@@ -260,6 +261,7 @@ class NaturalExpansionSelector(Selector):
             if budget[0] < cost or k > self.proposals:
                 continue
             x, a, d = sample.outputs[src], sample.inputs[tgt], sample.grads[tgt]
+            conn = net.connection_names(source=src, target=tgt)[0]
             stats, eta, damped = self._stats(a, d)
             scale = self._scale(k)
 
@@ -277,14 +279,13 @@ class NaturalExpansionSelector(Selector):
             if self.depth_score == "free":
                 raw = expansion_scores(stats, features.reshape(1, x.shape[0], 2 * k))[0][0]
             else:  # v and c act through the fixed W B^-1
-                conn = net.connections[net.connection_names(source=src, target=tgt)[0]]
-                w_out = torch.linalg.solve(basis.T, conn.effective_weight().detach().double().cpu().T).T
+                w = net.connections[conn].effective_weight().detach().double().cpu()
+                w_out = torch.linalg.solve(basis.T, w.T).T
                 jacobian = torch.einsum("ok,nkp->nop", w_out, features)  # (N, n_tgt, 2)
                 raw = tied_expansion_score(stats, jacobian, damped)
             delta = float(raw) / (self.layer_cost_mul * (k if self.layer_cost_per_unit else 1))
             self.last_check.setdefault("depth", {})[f"{src}->{tgt}"] = {"eta": eta, "delta": delta}
             if self._accepts(delta, eta, sample.output_grad_sq) and (best is None or delta > best.score):
-                conn = net.connection_names(source=src, target=tgt)[0]
                 best = Site(layer=conn, n_units=k, score=delta, info={"kind": "depth", "cost": cost},
                             proposal={"weight": basis.float(), "bias": bias.float()})
         if best is not None:
