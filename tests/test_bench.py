@@ -7,27 +7,32 @@ import csv
 
 import pytest
 
-from selfexpand import methods as methods_module
+import dataclasses
+
 from selfexpand.bench import BENCH_COLUMNS, run_bench, write_bench
 from selfexpand.cli import main
 from selfexpand.errors import ConfigError
-from selfexpand.train.trainer import GrowthMethod
+from selfexpand.presets import get_preset, registry
+from selfexpand.strategies import Trigger
+from selfexpand.strategies import registry as parts
+
+
+@dataclasses.dataclass(eq=False)
+class _Boom(Trigger):
+    name = "test-boom"
+
+    def should_grow(self, ctx):
+        raise RuntimeError("planted failure")
 
 
 @pytest.fixture
 def broken_method(monkeypatch):
-    """A method ``broken`` whose trigger raises at the end of the first epoch."""
-
-    class Boom:
-        def __getattr__(self, name):
-            if name == "should_grow":
-                def fail(ctx):
-                    raise RuntimeError("planted failure")
-                return fail
-            return lambda *a, **k: ([] if name == "on_epoch_end" else {} if name.startswith("state") else None)
-
-    monkeypatch.setitem(methods_module.METHODS, "broken", lambda cfg: GrowthMethod("broken", trigger=Boom()))
-    monkeypatch.setitem(methods_module.DEFAULTS, "broken", methods_module.DEFAULTS["zero"])
+    """A method ``broken`` (``zero`` with a trigger that raises at the end of the first epoch)."""
+    monkeypatch.setitem(parts._PARTS["trigger"], _Boom.name, _Boom)
+    zero = get_preset("zero")
+    rows = {key: {k: v for k, v in row.items() if k not in ("every", "times")} for key, row in zero.rows.items()}
+    monkeypatch.setitem(registry._METHODS, "broken", dataclasses.replace(zero, name="broken", trigger=_Boom.name,
+                                                                          rows=rows))
 
 
 def test_bench_writes_the_three_files_with_twins_and_survives_a_failing_method(tmp_path, broken_method):

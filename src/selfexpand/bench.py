@@ -81,7 +81,7 @@ def run_bench(dataset: str, methods: list[str], seeds: int, out: str | Path, *, 
     Raises:
         ConfigError: an unknown method, no method, or ``seeds`` / ``jobs`` below 1.
     """
-    from .methods import method_names
+    from .presets import method_names
 
     unknown = [m for m in methods if m not in method_names()]
     if not methods or unknown:

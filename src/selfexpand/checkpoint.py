@@ -30,19 +30,32 @@ from torch import nn
 
 from .errors import CheckpointError
 from .graph.network import GrowableNet
-from .train.natural_gradient import NaturalGradient
 
-__all__ = ["FORMAT", "OPTIMIZERS", "Checkpoint", "save_checkpoint", "load_checkpoint", "rng_state",
-           "restore_rng_state"]
+__all__ = ["FORMAT", "OPTIMIZERS", "register_optimizer", "Checkpoint", "save_checkpoint", "load_checkpoint",
+           "rng_state", "restore_rng_state"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "selfexpand.checkpoint/1"
 
-#: The optimizers a checkpoint can name; nothing else is ever constructed on load.
+#: The optimizers a checkpoint can name; nothing else is ever constructed on load. Others join with
+#: :func:`register_optimizer` (``selfexpand.train`` registers its ``NaturalGradient``).
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    **{name: getattr(torch.optim, name) for name in ("SGD", "Adam", "AdamW", "RMSprop")},
-    "NaturalGradient": NaturalGradient}
+    name: getattr(torch.optim, name) for name in ("SGD", "Adam", "AdamW", "RMSprop")}
+
+
+def register_optimizer(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """Class decorator: let checkpoints save and rebuild optimizers of class ``cls`` (by its name).
+
+    Raises:
+        CheckpointError: ``cls`` is not a ``torch.optim.Optimizer`` subclass, or its name is taken.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise CheckpointError(f"register_optimizer takes a torch.optim.Optimizer subclass, got {cls!r}")
+    if OPTIMIZERS.get(cls.__name__, cls) is not cls:
+        raise CheckpointError(f"an optimizer class named {cls.__name__!r} is already registered")
+    OPTIMIZERS[cls.__name__] = cls
+    return cls
 
 _PARTS = {"model": "model", "optim": "optim", "optim_hyper": "optim", "extra": "extra"}  # prefix -> part
 
@@ -264,7 +277,8 @@ def _build_optimizer(path: Path, model: nn.Module, meta, tensors: dict):
     try:
         cls = OPTIMIZERS.get(meta.get("class"))
         if cls is None:
-            raise _fail(path, f"unknown optimizer class {meta.get('class')!r} ({sorted(OPTIMIZERS)})")
+            raise _fail(path, f"unknown optimizer class {meta.get('class')!r} ({sorted(OPTIMIZERS)}; import the "
+                              f"module that registers it, e.g. selfexpand.train for NaturalGradient)")
         groups, saved_groups, order = [], [], []
         for gi, group in enumerate(meta["param_groups"]):
             names = list(group["params"])

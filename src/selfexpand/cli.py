@@ -1,7 +1,8 @@
 """The ``selfexpand`` command line: parses, validates, calls the library, prints.
 
-The only module that talks to the terminal. Every bad argument ends with exit status 2 and one line
-on standard error, never a traceback.
+The only module that talks to the terminal. A bad argument or setting, a missing or damaged file and
+every other error the library raises as a ``SelfExpandError`` end with exit status 2 and one line on
+standard error; an error the library does not expect (a defect) still shows its traceback.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ _fraction = _number(float, "a number in (0, 1)", lambda v: 0 < v < 1)
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
     from .graph.spec import FRONTS  # importing selfexpand.graph registers conv and conv-small
 
     p = _Parser(prog="selfexpand", description="Self-expanding neural networks.")
@@ -65,11 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default: runs/<dataset>-<method>-<time>)")
     t.add_argument("--config", help="a YAML file of these options and method settings")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one method setting (repeatable)")
+                   help="override one method setting (repeatable; `selfexpand methods NAME` lists them)")
     t.add_argument("--max-params", type=_positive_int, help="growth never exceeds this many params")
     for kind in ("trigger", "selector", "initializer"):
         t.add_argument(f"--{kind}", default=None, metavar="NAME",
-                       help=f"swap in another {kind} (see docs/methods.md, 'Swapping one part')")
+                       help=f"swap in another {kind} (`selfexpand methods --parts` lists them)")
     t.add_argument("--front", choices=sorted(FRONTS), default=None,
                    help="a fixed conv extractor before the growable layers (image datasets; default: none)")
     t.add_argument("--device", choices=["cpu", "cuda"], default=None)
@@ -86,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predictions of a finished run for a CSV / NPZ file")
     pr.add_argument("run_dir")
     pr.add_argument("file")
+    m = sub.add_parser("methods", help="the methods, or one method's parts and settings")
+    m.add_argument("name", nargs="?", help="a method: list its parts and every setting with its value and rule")
+    m.add_argument("--dataset", default="*", help="show the settings of the method's row for this dataset")
+    m.add_argument("--parts", action="store_true", help="list the registered parts of each kind")
     _add_sweep_parser(sub)
     b = sub.add_parser("bench", help="several methods on one dataset, each beside its static twin")
     b.add_argument("--dataset", default="digits", help="dataset name or a .csv / .npz file (default: digits)")
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else 0
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return {"train": _train, "resume": _resume, "inspect": _inspect, "predict": _predict,
-                "sweep": _sweep, "bench": _bench}[
+                "sweep": _sweep, "bench": _bench, "methods": _methods}[
             args.command](args, argv)
     except UsageError as exc:
         print(f"selfexpand: error: {exc}", file=sys.stderr)
@@ -227,7 +232,7 @@ def _run_dataset(run_dir: str):
 
 
 def _train(args, argv) -> int:
-    from .methods import method_names
+    from .presets import method_names
     from .runs import train_run
 
     config = _config_from(args)
@@ -249,7 +254,7 @@ def _resume(args, argv) -> int:
 
 
 def _inspect(args, argv) -> int:
-    from .report.inspect import describe_run
+    from .report.describe import describe_run
 
     print(describe_run(args.run_dir))
     return 0
@@ -372,10 +377,39 @@ def _bench(args, argv) -> int:
     return 1 if failed else 0
 
 
+def _methods(args, argv) -> int:
+    """``selfexpand methods``: every method in a line; with a name, its parts and settings."""
+    from .presets import get_preset, method_names, method_settings
+
+    if args.parts:
+        from .strategies import PART_KINDS, part_class, part_names
+
+        for kind in PART_KINDS:
+            for name in part_names(kind):
+                settings = ", ".join(s.name for s in part_class(kind, name).declared()) or "no settings"
+                print(f"{kind:<12} {name:<20} {settings}")
+        return 0
+    if args.name is None:
+        width = max(len(n) for n in method_names())
+        for name in method_names():
+            print(f"{name:<{width}}  {get_preset(name).summary}")
+        return 0
+    preset = get_preset(args.name)
+    print(f"{preset.name}: {preset.summary}")
+    print(f"row: {preset.row_key(args.dataset)}  (rows: {', '.join(preset.rows)})")
+    owner = None
+    for label, s, value in method_settings(args.name, args.dataset):
+        if label != owner:
+            owner = label
+            print(f"\n{label}")
+        print(f"  {s.name} = {value!r}\n      {s.help} ({s.rule.describe()}; default {s.default!r})")
+    return 0
+
+
 def _progress(args) -> list:
     if args.quiet:
         return []
-    from .progress import ProgressBar
+    from .train.progress import ProgressBar
 
     return [ProgressBar()]
 

@@ -4,7 +4,8 @@ A run directory holds ``config.yaml`` (the fully resolved configuration), ``envi
 ``history.jsonl`` (one record per epoch and per growth event), ``checkpoint/last.safetensors``
 (model, optimizer, trainer and strategy state, generator: everything ``resume`` needs),
 ``summary.json``, ``growth.png``, ``preprocessing.json`` and ``model.safetensors`` (the final model
-alone). Nothing here prints; the CLI adds the progress bar through ``callbacks``.
+alone). Everything a run's configuration says is checked before any data is loaded or any file is
+written. Nothing here prints; the CLI adds the progress bar through ``callbacks``.
 """
 
 from __future__ import annotations
@@ -20,21 +21,20 @@ from pathlib import Path
 import torch
 import yaml
 
-from . import __version__
+from ._version import __version__
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from .data import dataset_options, load_dataset, preprocess_features, read_features_file, decode_labels
+from .data import dataset_options, decode_labels, load_dataset, preprocess_features, read_features_file
 from .errors import ConfigError, DataError
-from .graph import GrowableNet, front_for
-from .graph.init import reinitialize
-from .inactivity_recorder import InactivityRecorder
-from .methods import DEFAULTS, MODEL_BUILDERS, build_method, resolve_config
-from .size_methods import without_size_control
+from .presets import build_method, build_start, resolve_config
 from .report.inactivity import inactivity
 from .report.plots import plot_growth
 from .report.summary import summarize
 from .train.callbacks import Callback
 from .train.metrics import HIGHER_IS_BETTER
+from .train.recorders import InactivityRecorder, SizeControlRecorder
 from .train.trainer import Trainer
+from .twins import twin_model
+from .validators import positive_int
 
 __all__ = ["RunConfig", "train_run", "resume_run", "load_run", "predict_file", "twin_config"]
 
@@ -66,18 +66,14 @@ class RunConfig:
     front: str | None = None
 
 
-def _settings(config: RunConfig, data) -> dict:
-    table = DEFAULTS.get(config.method, {})
-    if str(config.dataset).lower().endswith((".csv", ".npz")):
-        key = "table" if "table" in table else "*"
-    else:
-        key = data.name if data.name in table else "*"
+def _settings(config: RunConfig) -> dict:
+    """The run's resolved settings: the method's row for the dataset, ``--set`` and the options."""
     overrides = _method_settings(config)
     for name in ("epochs", "batch_size", "lr"):
         value = getattr(config, name)
         if value is not None:
-            overrides[name] = value  # type-checked like any other setting
-    return resolve_config(config.method, key, overrides)
+            overrides[name] = value  # checked like any other setting
+    return resolve_config(config.method, str(config.dataset), overrides)
 
 
 def _budget(config: RunConfig, settings: dict) -> int | None:
@@ -89,7 +85,7 @@ def _check_training(settings: dict, config: RunConfig) -> None:
     """Reject what the trainer or optimizer would reject later, before anything is written.
 
     Raises:
-        ConfigError: a bad device, lr, weight_decay, epochs, batch_size, optimizer or max_params.
+        ConfigError: a bad device or ``--max-params`` (the settings passed their rules already).
     """
     try:
         device = torch.device(config.device)
@@ -99,14 +95,9 @@ def _check_training(settings: dict, config: RunConfig) -> None:
         raise ConfigError(f"device must be 'cpu' or 'cuda', got device={config.device!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={config.device!r} but CUDA is not available on this machine")
-    lr, decay = settings["lr"], settings["weight_decay"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ConfigError(f"lr must be a number > 0, got lr={lr!r}")
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not decay >= 0:
-        raise ConfigError(f"weight_decay must be a number >= 0, got weight_decay={decay!r}")
-    Trainer(None, epochs=settings["epochs"], batch_size=settings["batch_size"], lr=lr,
-            optimizer=settings["optimizer"], weight_decay=decay, seed=config.seed,
-            max_params=_budget(config, settings), device=device)  # validates the rest
+    Trainer(None, epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
+            optimizer=settings["optimizer"], weight_decay=settings["weight_decay"], seed=config.seed,
+            max_params=_budget(config, settings), device=device)  # checks the budget
 
 
 def _load_data(config: RunConfig):
@@ -164,20 +155,17 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
     Raises:
         ConfigError / DataError: a bad setting or dataset, before anything is written.
     """
+    settings = _settings(config)
+    if config.twin_of:
+        method, method_name = build_method("static", resolve_config("static")), f"{config.method}-twin"
+    else:
+        method, method_name = build_method(config.method, settings), config.method
+    _check_training(settings, config)
     data = _load_data(config)
     if config.twin_of:
-        source = load_checkpoint(Path(config.twin_of) / "model.safetensors").model
-        model = GrowableNet.from_spec(source.spec(), source.state_dict())
-        model = without_size_control(model)  # size methods: the live units, no modulator (size_methods.py)
-        reinitialize(model, config.seed)
-        settings = _settings(config, data)
-        method = build_method("static", resolve_config("static", "*"))
-        method.name = f"{config.method}-twin"
+        model = twin_model(config.twin_of, config.seed)
     else:
-        settings = _settings(config, data)
-        model = _new_model(config, data, settings)
-        method = build_method(config.method, settings)
-    _check_training(settings, config)
+        model = build_start(config.method, settings, data, config.seed, config.front)
     run_dir = _new_run_dir(config, data)
     resolved = {**asdict(config), "resolved": settings, "out": str(run_dir)}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -188,7 +176,7 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
     trainer = _trainer(method, settings, config, callbacks, run_dir)
     counts_start = model.counts()
     result = trainer.fit(model, data)
-    return run_dir, _finish(run_dir, trainer, result, data, config, method.name, counts_start)
+    return run_dir, _finish(run_dir, trainer, result, data, config, method_name, counts_start)
 
 
 def resume_run(run_dir: str | Path, *, epochs: int | None = None, callbacks: list[Callback] = ()):
@@ -202,13 +190,11 @@ def resume_run(run_dir: str | Path, *, epochs: int | None = None, callbacks: lis
     settings = dict(raw.pop("resolved"))
     config = RunConfig(**{k: v for k, v in raw.items() if k in RunConfig.__dataclass_fields__})
     if epochs is not None:
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ConfigError(f"epochs must be a positive integer, got epochs={epochs!r}")
-        settings["epochs"] = epochs
+        settings["epochs"] = positive_int("epochs", epochs)
+    method = build_method("static", resolve_config("static")) if config.twin_of else \
+        build_method(config.method, settings)
     ckpt = load_checkpoint(run_dir / CHECKPOINT, device=config.device)
     data = _load_data(config)
-    name = "static" if config.twin_of else config.method
-    method = build_method(name, settings if name != "static" else resolve_config("static", "*"))
     state = dict(ckpt.extra["trainer"])
     state["generator"] = ckpt.tensors["generator"]
     state["tensors"] = {k: v for k, v in ckpt.tensors.items() if k.startswith("method.")}
@@ -289,23 +275,6 @@ class _RunWriter(Callback):
         self.last_save = time.perf_counter()
 
 
-def _new_model(config: RunConfig, data, settings: dict) -> GrowableNet:
-    """The method's start architecture, behind ``config.front`` when set; every value drawn from
-    the run's seed (the front from its own generator seeded the same)."""
-    builder = MODEL_BUILDERS.get(config.method)  # a method with its own start network (size_methods.py)
-    if builder is not None:
-        if config.front is not None:
-            raise ConfigError(f"method {config.method!r} builds its own start network and takes no front, "
-                              f"got front={config.front!r}")
-        return builder(settings, data, config.seed)
-    if config.front is None:
-        return GrowableNet.mlp([data.n_features, *settings["hidden"], data.n_outputs], seed=config.seed)
-    front, spec = front_for(config.front, data.input_shape, data.preprocessing.get("raw_shape"),
-                            generator=torch.Generator().manual_seed(config.seed))
-    return GrowableNet.mlp([front.out_features, *settings["hidden"], data.n_outputs], seed=config.seed,
-                           front=front, front_spec=spec)
-
-
 def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path,
              counts_start: dict | None = None) -> Trainer:
     trainer = Trainer(method, epochs=settings["epochs"], batch_size=settings["batch_size"],
@@ -313,8 +282,9 @@ def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path
                       weight_decay=settings["weight_decay"], seed=config.seed,
                       lr_schedule=settings.get("lr_schedule", "constant"),
                       max_params=_budget(config, settings), device=config.device)
-    # the recorder adds to the epoch record, so it runs before the writer stores it
-    trainer.callbacks = [InactivityRecorder(), _RunWriter(run_dir, trainer, counts_start), *callbacks]
+    # the recorders add to the epoch record, so they run before the writer stores it
+    trainer.callbacks = [InactivityRecorder(), SizeControlRecorder(), _RunWriter(run_dir, trainer, counts_start),
+                         *callbacks]
     return trainer
 
 

@@ -14,7 +14,7 @@ import torch
 
 from clikit import run_main, write_classification_csv
 from selfexpand.data import dataset_names
-from selfexpand.methods import method_names
+from selfexpand.presets import method_names
 
 NOT_YAML = "epochs: [1, 2\n"
 A_LIST = "- 1\n- 2\n"

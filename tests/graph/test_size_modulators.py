@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from selfexpand.errors import ConfigError
 from selfexpand.graph import GrowableNet
-from selfexpand.graph.size_control import (ControllerMaskModulator, SizeWeightModulator, controller_mask,
+from selfexpand.graph.size_modulators import (ControllerMaskModulator, SizeWeightModulator, controller_mask,
                                            smooth_step)
 from selfexpand.graph.size_nets import controller_mask_net, size_weight_net
 from selfexpand.ops.units import add_units

@@ -13,9 +13,9 @@ import torch
 from selfexpand.checkpoint import load_checkpoint
 from selfexpand.data import load_dataset
 from selfexpand.graph import GrowableNet
-from selfexpand.inactivity_recorder import InactivityRecorder
+from selfexpand.train.recorders import InactivityRecorder
 from selfexpand.report.inactivity import LAYER_KEYS, inactivity
-from selfexpand.report.inspect import describe_inactivity, describe_run
+from selfexpand.report.describe import describe_inactivity, describe_run
 from selfexpand.report.summary import summarize
 from selfexpand.runs import RunConfig, train_run
 

@@ -92,6 +92,13 @@ def as_list(site) -> dict[str, list[tuple[int, int]]]:
     return {n: list(zip(r.tolist(), c.tolist())) for n, (r, c) in site.edges.items()}
 
 
+def selector(statistics, **settings) -> EdgeSignificanceSelector:
+    """A selector scoring with ``statistics`` (planted scores) instead of its own."""
+    part = EdgeSignificanceSelector(**settings)
+    part.statistics = statistics
+    return part
+
+
 def by_connection(edges) -> dict[str, list[tuple[int, int]]]:
     out: dict[str, list] = {}
     for n, r, c in edges:
@@ -106,7 +113,7 @@ def test_selection_matches_brute_force(seed, tau, max_new):
     scores = plant(net, torch.Generator().manual_seed(100 + seed))
     stats = PlantedScores(scores)
     ctx = make_ctx(net, toy_dataset(d=6, k=4))
-    sites = EdgeSignificanceSelector(stats, tau=tau, max_new=max_new).select(ctx)
+    sites = selector(stats, tau=tau, max_new=max_new).select(ctx)
     expected = brute_selection(net, scores, tau, max_new)
     assert stats.asked == [net.connection_names(target="output")]
     if not expected:
@@ -132,13 +139,13 @@ def test_threshold_is_strict_and_normalisation_is_joint():
     net.connections["h1_to_output"].provisional[1, 0] = True  # h1 -> output 1 is eps: scores 7, excluded
     ctx = make_ctx(net, toy_dataset(d=3, k=2))
     # candidates 0, .5, 1, 1.5, .25, 2 -> normalised 0, .25, .5, .75, .125, 1
-    site, = EdgeSignificanceSelector(PlantedScores(scores), tau=0.5, max_new=10).select(ctx)
+    site, = selector(PlantedScores(scores), tau=0.5, max_new=10).select(ctx)
     assert as_list(site) == {"h1_to_output": [(0, 0)], "input_to_output": [(1, 1)]}  # .5 itself is out
-    site, = EdgeSignificanceSelector(PlantedScores(scores), tau=0.49, max_new=10).select(ctx)
+    site, = selector(PlantedScores(scores), tau=0.49, max_new=10).select(ctx)
     assert as_list(site) == {"h1_to_output": [(0, 0)], "input_to_output": [(1, 1), (1, 0)]}
     # equal scores: nothing stands out, nothing is selected
     flat = {n: torch.ones_like(s) for n, s in scores.items()}
-    assert EdgeSignificanceSelector(PlantedScores(flat), tau=0.0, max_new=10).select(ctx) == []
+    assert selector(PlantedScores(flat), tau=0.0, max_new=10).select(ctx) == []
 
 
 # ---------------------------------------------------------------- budget
@@ -190,7 +197,7 @@ def test_budget_keeps_the_longest_prefix_that_fits(signed_data, seed):
     budgets = sorted({adds[0] - 1, adds[0], adds[2], adds[2] + 1, adds[4] + 3, adds[-1], adds[-1] + 50})
     for extra in budgets:
         ctx = make_ctx(net, data, max_params=params + extra)
-        sites = EdgeSignificanceSelector(PlantedScores(scores), tau=0.2, max_new=12).select(ctx)
+        sites = selector(PlantedScores(scores), tau=0.2, max_new=12).select(ctx)
         fits = max([k for k in range(1, len(full) + 1) if adds[k - 1] <= extra], default=0)
         if fits == 0:
             assert sites == []
@@ -208,4 +215,4 @@ def test_no_budget_left_selects_nothing():
     net = deeper_net(0)
     scores = plant(net, torch.Generator().manual_seed(0))
     ctx = make_ctx(net, toy_dataset(d=5, k=3), max_params=net.counts()["params"])
-    assert EdgeSignificanceSelector(PlantedScores(scores), tau=0.0, max_new=10).select(ctx) == []
+    assert selector(PlantedScores(scores), tau=0.0, max_new=10).select(ctx) == []

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from edgekit import make_ctx, toy_dataset
 from selfexpand import ops
 from selfexpand.graph import GrowableNet
-from selfexpand.strategies.edge_statistics import AGGREGATIONS, METRICS, EdgeStatistics
-from selfexpand.train.trainer import GrowthMethod, Trainer, make_optimizer
+from selfexpand.strategies.helpers.edge_statistics import AGGREGATIONS, METRICS, EdgeStatistics
+from selfexpand.strategies import GrowthMethod
+from selfexpand.train.trainer import Trainer, make_optimizer
 
 CASES = [(m, a) for m in METRICS for a in AGGREGATIONS]
 

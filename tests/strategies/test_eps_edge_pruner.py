@@ -15,8 +15,8 @@ from edgekit import dataset_from, live_edges, make_ctx, provisional_edges, toy_d
 from selfexpand import ops
 from selfexpand.graph import GrowableNet
 from selfexpand.strategies.base import Site
-from selfexpand.strategies.edge_pruning import EpsEdgePruner
-from selfexpand.strategies.edge_statistics import EdgeStatistics
+from selfexpand.strategies.helpers.edge_pruning import EpsEdgePruner
+from selfexpand.strategies.helpers.edge_statistics import EdgeStatistics
 from selfexpand.strategies.initializers.edge_split import EdgeSplitInitializer
 
 
@@ -72,11 +72,11 @@ def test_useful_eps_edge_survives_useless_ones_are_pruned(prune_after):
 
     for early in range(5, 5 + prune_after):  # not due yet: nothing happens
         ctx.epoch = early
-        assert pruner.on_epoch_end(ctx) == []
+        assert pruner.on_validation_end(ctx, record={}) == []
         assert live_edges(net) == before and provisional_edges(net) == useless | {useful}
 
     ctx.epoch = 5 + prune_after
-    events = pruner.on_epoch_end(ctx)
+    events = pruner.on_validation_end(ctx, record={})
     assert [e.kind for e in events] == ["prune_edges", "compact"]
     assert events[0].edges_removed == len(useless)
     after = live_edges(net)
@@ -89,7 +89,7 @@ def test_useful_eps_edge_survives_useless_ones_are_pruned(prune_after):
     assert_compact(net)
     # output 1 lost every edge from h1: compaction dropped that stored row
     assert net.connections["h1_to_output"].out_index.tolist() == [0, 2]
-    assert pruner.pending == [] and pruner.on_epoch_end(ctx) == []
+    assert pruner.pending == [] and pruner.on_validation_end(ctx, record={}) == []
 
 
 def test_weight_metric_direction():
@@ -109,7 +109,7 @@ def test_weight_metric_direction():
     grown = {("h1", "output", 0, 2), ("input", "h1", 3, 1)}
     assert grown <= eps_born
     ctx.epoch = 4
-    pruner.on_epoch_end(ctx)
+    pruner.on_validation_end(ctx, record={})
     assert live_edges(net) == before - (eps_born - grown)
     assert_compact(net)
 
@@ -160,7 +160,7 @@ def test_pruned_set_matches_brute_force(seed, tau_prune):
     masked_only = copy.deepcopy(net)
     x = data.x_val
     ctx.epoch = 4
-    events = pruner.on_epoch_end(ctx)
+    events = pruner.on_validation_end(ctx, record={})
     assert live_edges(net) == before - doomed
     assert all(c.provisional is None for c in net.connections.values())
     assert_compact(net)
@@ -199,6 +199,6 @@ def test_only_the_due_layers_are_pruned():
     assert pruner.pending == [[4, first.details["connections"]], [5, second.details["connections"]]]
     h2_eps = {e for e in provisional_edges(net) if "h2" in e[:2]}
     ctx.epoch = 4
-    pruner.on_epoch_end(ctx)
+    pruner.on_validation_end(ctx, record={})
     assert provisional_edges(net) == h2_eps  # h1's gone (tau_prune 1 prunes all but the best)
     assert pruner.pending == [[5, second.details["connections"]]]

@@ -13,7 +13,7 @@ from selfexpand.errors import ConfigError
 from selfexpand.graph import GrowableNet
 from selfexpand.runs import RunConfig, train_run
 from selfexpand.strategies.selectors.fixed_units import AllLayersSelector, RoundRobinSelector
-from selfexpand.strategies.selectors.steepest_voting import unit_cost
+from selfexpand.strategies.topology import unit_cost
 from selfexpand.strategies.triggers.interval import IntervalTrigger, ScheduleTrigger
 
 
@@ -79,8 +79,8 @@ def test_selectors_keep_to_the_budget():
 
 @pytest.mark.parametrize("cls, kwargs, match", [
     (IntervalTrigger, {"every": 0}, "every"), (IntervalTrigger, {"start": 0}, "start"),
-    (IntervalTrigger, {"times": 0}, "times"), (ScheduleTrigger, {"epochs": []}, "epochs"),
-    (ScheduleTrigger, {"epochs": [0]}, "epochs"), (AllLayersSelector, {"units": 0}, "units"),
+    (IntervalTrigger, {"times": 0}, "times"), (ScheduleTrigger, {"grow_after": []}, "grow_after"),
+    (ScheduleTrigger, {"grow_after": [0]}, "grow_after"), (AllLayersSelector, {"units": 0}, "units"),
     (RoundRobinSelector, {"units": -1}, "units"),
 ])
 def test_bad_settings(cls, kwargs, match):

@@ -11,7 +11,7 @@ from edgekit import dataset_from, make_ctx, toy_dataset
 from selfexpand.errors import ConfigError
 from selfexpand.graph import GrowableNet
 from selfexpand.strategies.initializers.natural_expansion import NaturalExpansionInitializer
-from selfexpand.strategies.kfac import chain_sample
+from selfexpand.strategies.senn.chain_sample import chain_sample
 from selfexpand.strategies.selectors.natural_expansion import NaturalExpansionSelector
 from selfexpand.strategies.triggers.checks import CheckTrigger
 
@@ -37,7 +37,7 @@ def _xor_data(n=64, seed=0):
     return dataset_from(x, y, task="classification")
 
 
-@pytest.mark.parametrize("seed, search_size", [(0, None), (1, None), (2, None), (0, 16)])
+@pytest.mark.parametrize("seed, search_size", [(0, 0), (1, 0), (2, 0), (0, 16)])
 def test_width_growth_keeps_the_outputs(seed, search_size):
     net, data = _net([6, 4, 3], seed), toy_dataset(seed=seed)
     x = data.x_train
@@ -181,7 +181,7 @@ def test_check_schedule():
 
 
 @pytest.mark.parametrize("bad", [dict(capacity=[1]), dict(tau=-1.0), dict(search="grid"), dict(proposals=0),
-                                 dict(layer_cost_mul=0.0), dict(choice="first"), dict(search_size=0),
+                                 dict(layer_cost_mul=0.0), dict(choice="first"), dict(search_size=-1),
                                  dict(reproposal=-0.5), dict(depth_score="exact")])
 def test_bad_settings(bad):
     with pytest.raises(ConfigError):

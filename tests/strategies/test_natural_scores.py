@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfexpand.strategies.natural_scores import (
+from selfexpand.strategies.senn.natural_scores import (
     LayerStats,
     _scores_general,
     damp,
@@ -241,7 +241,7 @@ def test_bad_arguments_raise(call, match):
 
 @pytest.mark.parametrize("seed", range(20))
 def test_tied_score_equals_the_exact_score_for_free_outgoing_weights_and_is_lower_when_tied(seed):
-    from selfexpand.strategies.natural_scores import tied_expansion_score
+    from selfexpand.strategies.senn.natural_scores import tied_expansion_score
 
     a, d, G, f = _random_case(seed)
     stats = layer_stats(a, d, G)

@@ -12,7 +12,7 @@ from edgekit import make_ctx, toy_dataset
 from selfexpand.graph import GrowableNet
 from selfexpand.strategies.base import Site
 from selfexpand.strategies.initializers.new_units import RandomUnitsInitializer, ZeroUnitsInitializer
-from selfexpand.strategies.start_values import NonNegativeBiases
+from selfexpand.strategies.helpers.start_values import NonNegativeBiases
 
 
 def world(seed=0):

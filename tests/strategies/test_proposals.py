@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from selfexpand.strategies.proposals import best_choice, gradient_ascent, mala, softmax_choice
+from selfexpand.strategies.senn.proposals import best_choice, gradient_ascent, mala, softmax_choice
 
 F64 = torch.float64
 MU = torch.tensor([1.0, -2.0], dtype=F64)

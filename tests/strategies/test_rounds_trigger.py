@@ -15,11 +15,16 @@ from selfexpand.train.history import History
 
 
 class World:
-    """Just what the trigger reads: epoch, history, model, stop flag."""
+    """Just what the trigger reads: epoch, history, model, the metric's direction, the stop request."""
+
+    higher_is_better = True
 
     def __init__(self):
         self.epoch, self.history, self.stop_training = 0, History(), False
         self.model = GrowableNet.mlp([3, 4, 2], seed=0)
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_training = True
 
     def step(self, trigger, val_loss: float):
         self.epoch += 1
@@ -60,7 +65,7 @@ def test_the_epoch_cap_ends_a_round_even_while_improving():
 
 def test_monitoring_the_metric_follows_its_direction():
     world = World()
-    trigger = RoundsTrigger(2, schedule=[1], patience=1, monitor="val_metric", higher_is_better=True)
+    trigger = RoundsTrigger(2, schedule=[1], patience=1, monitor="val_metric")
     # val_metric = -val_loss: the metric improves when the loss falls
     decisions = [world.step(trigger, v) for v in [1.0, 0.5, 0.6]]
     assert [d.grow for d in decisions] == [False, False, True]
@@ -68,9 +73,9 @@ def test_monitoring_the_metric_follows_its_direction():
 
 
 def test_ratio_schedule_and_the_reference_schedule():
-    assert RoundsTrigger(4, ratio=1.3, first=10).schedule == [10, 13, 17]
-    assert RoundsTrigger(8).schedule == list(REFERENCE_SCHEDULE)
-    assert RoundsTrigger(1).schedule == []
+    assert RoundsTrigger(4, schedule=[10], ratio=1.3).amounts == [10, 13, 17]
+    assert RoundsTrigger(8).amounts == list(REFERENCE_SCHEDULE)
+    assert RoundsTrigger(1).amounts == []
 
 
 def test_state_round_trip_through_json_and_tensors_continues_identically():
@@ -106,7 +111,7 @@ def test_state_round_trip_through_json_and_tensors_continues_identically():
 @pytest.mark.parametrize("kwargs, match", [
     ({"rounds": 0}, "rounds"), ({"patience": 0}, "patience"), ({"max_round_epochs": 0}, "max_round_epochs"),
     ({"monitor": "loss"}, "monitor"), ({"schedule": [3]}, "schedule"), ({"schedule": [3, 0]}, "schedule"),
-    ({"ratio": 0.0, "first": 3}, "ratio"), ({"ratio": 1.3}, "first"),
+    ({"ratio": -0.5}, "ratio"), ({"schedule": []}, "schedule"),
 ])
 def test_bad_settings(kwargs, match):
     kwargs = {"rounds": 3, **kwargs}

@@ -13,7 +13,8 @@ from selfexpand.data import Dataset
 from selfexpand.errors import ConfigError
 from selfexpand.graph import GrowableNet
 from selfexpand.strategies.base import Decision
-from selfexpand.strategies.selectors.steepest_voting import SteepestVotingSelector, unit_cost
+from selfexpand.strategies.selectors.steepest_voting import SteepestVotingSelector
+from selfexpand.strategies.topology import unit_cost
 from selfexpand.train.trainer import Trainer
 
 

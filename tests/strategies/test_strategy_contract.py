@@ -17,15 +17,16 @@ import torch
 from edgekit import live_edges, make_ctx, toy_dataset
 from selfexpand.errors import ConfigError
 from selfexpand.graph import GrowableNet
-from selfexpand.methods import build_method, method_names, resolve_config
+from selfexpand.presets import build_method, method_names, resolve_config
 from selfexpand.strategies.base import Site
-from selfexpand.strategies.edge_pruning import EpsEdgePruner
-from selfexpand.strategies.edge_statistics import EdgeStatistics
+from selfexpand.strategies.helpers.edge_pruning import EpsEdgePruner
+from selfexpand.strategies.helpers.edge_statistics import EdgeStatistics
 from selfexpand.strategies.initializers.edge_split import EdgeSplitInitializer
 from selfexpand.strategies.selectors.edge_significance import EdgeSignificanceSelector
 from selfexpand.strategies.triggers.plateau import PlateauTrigger
 from selfexpand.train.history import History
-from selfexpand.train.trainer import GrowthMethod, Trainer
+from selfexpand.strategies import GrowthMethod
+from selfexpand.train.trainer import Trainer
 
 PART_CLASSES = (EdgeStatistics, PlateauTrigger, EdgeSignificanceSelector, EdgeSplitInitializer, EpsEdgePruner)
 
@@ -40,6 +41,13 @@ def same(a, b) -> bool:
     if isinstance(a, (list, tuple)):
         return isinstance(b, (list, tuple)) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     return a == b
+
+
+def _selector(statistics: EdgeStatistics, **settings) -> EdgeSignificanceSelector:
+    """A selector scoring with ``statistics`` (accumulated by the caller's training) instead of its own."""
+    selector = EdgeSignificanceSelector(**settings)
+    selector.statistics = statistics
+    return selector
 
 
 def trained_world(seed: int, statistics: EdgeStatistics | None = None):
@@ -71,7 +79,7 @@ def run_trigger(seed):
 
 def run_selector(seed):
     net, ctx, stats = trained_world(seed)
-    selector = EdgeSignificanceSelector(stats, tau=0.3, max_new=6)
+    selector = _selector(stats, tau=0.3, max_new=6)
     return selector, [(s.layer, s.edges, s.score) for s in selector.select(ctx)]
 
 
@@ -87,14 +95,14 @@ def run_initializer(seed):
 def run_pruner(seed):
     net, ctx, stats = trained_world(seed)
     pruner = EpsEdgePruner(stats, tau_prune=0.3, prune_after=1)
-    sites = EdgeSignificanceSelector(stats, tau=0.5, max_new=4).select(ctx)
+    sites = _selector(stats, tau=0.5, max_new=4).select(ctx)
     events = EdgeSplitInitializer(eps=1e-2).grow(ctx, sites)
     pruner.on_grow_end(ctx, events)
     state_after_grow = pruner.state_dict()
     ctx.epoch += 1
-    pruned = pruner.on_epoch_end(ctx)
+    pruned = pruner.on_validation_end(ctx, record={})
     # grow again (scores from a fallback pass now): the pruner ends with a pending prune
-    sites = EdgeSignificanceSelector(stats, tau=0.5, max_new=4).select(ctx)
+    sites = _selector(stats, tau=0.5, max_new=4).select(ctx)
     pruner.on_grow_end(ctx, EdgeSplitInitializer(eps=1e-2).grow(ctx, sites))
     assert len(pruner.pending) == 1
     return pruner, (state_after_grow, sorted(live_edges(net)), [e.edges_removed for e in pruned],
@@ -109,7 +117,7 @@ SCENARIOS = {
 FRESH = {
     EdgeStatistics: lambda: EdgeStatistics("grad", "variance"),
     PlateauTrigger: lambda: PlateauTrigger(0.02, min_gap=2, window=2, prune_after=1),
-    EdgeSignificanceSelector: lambda: EdgeSignificanceSelector(EdgeStatistics(), tau=0.3, max_new=6),
+    EdgeSignificanceSelector: lambda: EdgeSignificanceSelector(tau=0.3, max_new=6),
     EdgeSplitInitializer: lambda: EdgeSplitInitializer(eps=1e-2),
     EpsEdgePruner: lambda: EpsEdgePruner(EdgeStatistics(), tau_prune=0.3, prune_after=1),
 }
@@ -155,17 +163,17 @@ def test_pruner_state_round_trip_continues_identically():
     for restore in (False, True):
         net, ctx, stats = trained_world(5)
         pruner = EpsEdgePruner(stats, tau_prune=0.3, prune_after=2)
-        sites = EdgeSignificanceSelector(stats, tau=0.5, max_new=4).select(ctx)
+        sites = _selector(stats, tau=0.5, max_new=4).select(ctx)
         pruner.on_grow_end(ctx, EdgeSplitInitializer(eps=1e-2).grow(ctx, sites))
         if restore:
             state = json.loads(json.dumps(pruner.state_dict()))
             pruner = EpsEdgePruner(stats, tau_prune=0.3, prune_after=2)
-            assert pruner.on_epoch_end(ctx) == []  # nothing pending before the load
+            assert pruner.on_validation_end(ctx, record={}) == []  # nothing pending before the load
             pruner.load_state_dict(state)
         ctx.epoch += 1
-        assert pruner.on_epoch_end(ctx) == []  # not due yet
+        assert pruner.on_validation_end(ctx, record={}) == []  # not due yet
         ctx.epoch += 1
-        events = pruner.on_epoch_end(ctx)
+        events = pruner.on_validation_end(ctx, record={})
         assert events and events[0].kind == "prune_edges"
         results.append((sorted(live_edges(net)), net.state_dict()))
     assert same(results[0], results[1])
@@ -175,12 +183,12 @@ def test_method_state_round_trip():
     cfg = resolve_config("edge", "digits")
     method = build_method("edge", cfg)
     method.trigger.t_last = 7
-    method.extras[1].pending = [[9, ["input_to_h3", "h3_to_output"]]]
+    method.selector.pruner.pending = [[9, ["input_to_h3", "h3_to_output"]]]
     state = json.loads(json.dumps(method.state_dict()))
     fresh = build_method("edge", cfg)
     fresh.load_state_dict(state)
     assert fresh.state_dict() == method.state_dict()
-    assert fresh.trigger.t_last == 7 and fresh.extras[1].pending == [[9, ["input_to_h3", "h3_to_output"]]]
+    assert fresh.trigger.t_last == 7 and fresh.selector.pruner.pending == [[9, ["input_to_h3", "h3_to_output"]]]
 
 
 # ------------------------------------------------------------------ bad constructor arguments
@@ -198,13 +206,13 @@ BAD = [
     (PlateauTrigger, {"window": 0}, 0),
     (PlateauTrigger, {"window": True}, True),
     (PlateauTrigger, {"prune_after": -2}, -2),
-    (EdgeSignificanceSelector, {"statistics": STATS, "tau": 1.0}, 1.0),
-    (EdgeSignificanceSelector, {"statistics": STATS, "tau": -0.1}, -0.1),
-    (EdgeSignificanceSelector, {"statistics": STATS, "tau": math.nan}, math.nan),
-    (EdgeSignificanceSelector, {"statistics": STATS, "tau": "0.5"}, "0.5"),
-    (EdgeSignificanceSelector, {"statistics": STATS, "max_new": 0}, 0),
-    (EdgeSignificanceSelector, {"statistics": STATS, "max_new": 3.0}, 3.0),
-    (EdgeSignificanceSelector, {"statistics": STATS, "signed": "yes"}, "yes"),
+    (EdgeSignificanceSelector, {"tau": 1.0}, 1.0),
+    (EdgeSignificanceSelector, {"tau": -0.1}, -0.1),
+    (EdgeSignificanceSelector, {"tau": math.nan}, math.nan),
+    (EdgeSignificanceSelector, {"tau": "0.5"}, "0.5"),
+    (EdgeSignificanceSelector, {"max_new": 0}, 0),
+    (EdgeSignificanceSelector, {"max_new": 3.0}, 3.0),
+    (EdgeSignificanceSelector, {"signed": "yes"}, "yes"),
     (EdgeSplitInitializer, {"eps": -1e-8}, -1e-8),
     (EdgeSplitInitializer, {"eps": math.inf}, math.inf),
     (EdgeSplitInitializer, {"eps": "1e-8"}, "1e-8"),
@@ -230,7 +238,7 @@ def test_bad_arguments_raise_config_error_echoing_the_value(cls, kwargs, value):
 @pytest.mark.parametrize("cls,kwargs", [
     (EdgeStatistics, {"metric": "weight_sq", "aggregation": "variance"}),
     (PlateauTrigger, {"plateau_threshold": 1, "min_gap": 0, "window": 1, "prune_after": 0}),
-    (EdgeSignificanceSelector, {"statistics": STATS, "tau": 0, "max_new": 1, "signed": True}),
+    (EdgeSignificanceSelector, {"tau": 0, "max_new": 1, "signed": True}),
     (EdgeSplitInitializer, {"eps": 0, "signed": False}),
     (EpsEdgePruner, {"statistics": STATS, "tau_prune": 1, "prune_after": 0}),
 ])

@@ -115,7 +115,7 @@ def test_train_controller_mask_with_dataset_option(tmp_path):
 @pytest.mark.parametrize("argv, words", [
     (["--method", "size-weight", "--dataset", "bessel", "--set", "arms=3"], "setting must be one of"),
     (["--method", "controller-mask", "--dataset", "spirals", "--set", "arms=1"], "arms must be an integer >= 2"),
-    (["--method", "size-weight", "--dataset", "bessel", "--set", "dn=0"], "dn must be > 0"),
+    (["--method", "size-weight", "--dataset", "bessel", "--set", "dn=0"], "dn must be a number > 0"),
 ])
 def test_bad_train_calls(argv, words, tmp_path):
     status, _, stderr = run_main("train", *argv, "--epochs", 2, "--out", tmp_path / "r", "--quiet")

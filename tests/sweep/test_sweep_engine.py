@@ -12,7 +12,7 @@ import torch
 from selfexpand.data import load_dataset
 from selfexpand.errors import ConfigError
 from selfexpand.graph.size_nets import controller_mask_net, size_net_init, size_weight_net
-from selfexpand.methods import build_method, resolve_config
+from selfexpand.presets import build_method, resolve_config
 from selfexpand.sweep import parse_grid, run_sweep
 from selfexpand.sweep.engine import (BatchedSettings, BatchedState, forward, objective_and_gradients,
                                      size_losses, task_losses, train_batched)

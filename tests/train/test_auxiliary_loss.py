@@ -10,7 +10,8 @@ import torch
 
 from selfexpand.data import load_dataset
 from selfexpand.graph.size_nets import controller_mask_net, size_weight_net
-from selfexpand.methods import build_method, resolve_config
+from selfexpand.presets import build_method, resolve_config
+from selfexpand.train.recorders import SizeControlRecorder
 from selfexpand.train.trainer import Trainer, make_optimizer
 
 
@@ -34,7 +35,7 @@ def test_recorded_train_loss_is_the_task_loss_and_size_is_recorded():
     with torch.no_grad():
         task = float(torch.nn.functional.mse_loss(net(data.x_train), data.y_train))
     trainer = Trainer(build_method("size-weight", resolve_config("size-weight", "bessel")), epochs=2,
-                      batch_size=1 << 20, lr=1e-4, optimizer="gd")
+                      batch_size=1 << 20, lr=1e-4, optimizer="gd", callbacks=[SizeControlRecorder()])
     history = trainer.fit(net, data).history.epochs()
     assert history[0]["train_loss"] == pytest.approx(task, rel=1e-6)  # the size loss (22.5) is not in it
     assert history[-1]["size_control"]["h1"] == pytest.approx(float(net.layers["h1"].modulator.size.detach()))

@@ -9,7 +9,7 @@ import pytest
 
 from edgekit import digits, live_edges, provisional_edges
 from selfexpand.graph import GrowableNet
-from selfexpand.methods import build_method, resolve_config
+from selfexpand.presets import build_method, resolve_config
 from selfexpand.train.callbacks import Callback
 from selfexpand.train.trainer import Trainer
 

@@ -7,10 +7,11 @@ from .modulators import GateModulator, UnitModulator, register_modulator
 from .network import GrowableNet
 from .parts import Connection, Layer
 from .rational import RationalActivation  # registers the activation rational (SENN)
+from .size_modulators import ControllerMaskModulator, SizeWeightModulator  # registers them for specs
 from .spec import register_front
 
 __all__ = [
     "GrowableNet", "Layer", "Connection", "UnitModulator", "GateModulator", "ExportedGraph",
     "make_activation", "register_activation", "register_modulator", "register_front",
-    "ConvFront", "front_for", "RationalActivation",
+    "ConvFront", "front_for", "RationalActivation", "SizeWeightModulator", "ControllerMaskModulator",
 ]

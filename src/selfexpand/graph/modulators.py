@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 __all__ = ["UnitModulator", "GateModulator", "MODULATORS", "register_modulator", "make_modulator"]
 
 
@@ -58,15 +60,9 @@ def register_modulator(cls: type[UnitModulator]) -> type[UnitModulator]:
 
 def make_modulator(spec: dict, n_units: int) -> UnitModulator:
     """Rebuild a modulator from its spec (state comes from the state dict afterwards)."""
-    from ..errors import ConfigError
-
     kind = spec.get("type")
     if kind not in MODULATORS:
         raise ConfigError(f"modulator type must be one of {sorted(MODULATORS)}, got type={kind!r}")
     kwargs = {k: v for k, v in spec.items() if k != "type"}
     return MODULATORS[kind](n_units, **kwargs)
 
-
-# The size weight and the controller mask (ALGORITHMS.md §4) live in their own file; importing it
-# here registers them, so any graph spec naming them can be rebuilt once ``graph`` is imported.
-from . import size_control as _size_control  # noqa: E402,F401

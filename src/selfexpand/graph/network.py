@@ -16,7 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .counts import count_params
+from .export import export_graph
 from .parts import Connection, Layer
+from .spec import graph_from_spec, graph_spec
 
 __all__ = ["GrowableNet"]
 
@@ -177,8 +180,6 @@ class GrowableNet(nn.Module):
     # ------------------------------------------------------------------ counts, spec, export
     def counts(self) -> dict[str, int]:
         """``params``, ``weights_active``, ``stored_params``, ``front_params``, ``control_params``."""
-        from .counts import count_params
-
         return count_params(self)
 
     @property
@@ -186,20 +187,14 @@ class GrowableNet(nn.Module):
         return self.counts()["params"]
 
     def spec(self) -> dict:
-        from .spec import graph_spec
-
         return graph_spec(self)
 
     @classmethod
     def from_spec(cls, spec: dict, state_dict: dict | None = None) -> "GrowableNet":
-        from .spec import graph_from_spec
-
-        return graph_from_spec(spec, state_dict)
+        return graph_from_spec(spec, state_dict, cls)
 
     def export(self) -> nn.Module:
         """A plain ``nn.Module`` of the final size, with no masks or modulators, same outputs."""
-        from .export import export_graph
-
         return export_graph(self)
 
 

@@ -13,7 +13,7 @@ import torch
 from ..errors import ConfigError
 from .network import GrowableNet
 from .parts import Layer
-from .size_control import ControllerMaskModulator, SizeWeightModulator
+from .size_modulators import ControllerMaskModulator, SizeWeightModulator
 
 __all__ = ["size_net_init", "size_weight_net", "controller_mask_net"]
 

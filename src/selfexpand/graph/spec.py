@@ -74,21 +74,20 @@ def graph_spec(net) -> dict:
     }
 
 
-def graph_from_spec(spec: dict, state_dict: dict | None = None):
-    """Rebuild a graph from ``spec``; load ``state_dict`` (strict) when given.
+def graph_from_spec(spec: dict, state_dict: dict | None, graph_class):
+    """Rebuild a graph of ``graph_class`` (``GrowableNet``) from ``spec``; load ``state_dict``
+    (strict) when given.
 
     Raises:
         ConfigError: the spec is not a valid graph description (the message names the field).
     """
-    from .network import GrowableNet
-
     try:
         if spec.get("format") != SPEC_FORMAT:
             raise ConfigError(f"spec format must be {SPEC_FORMAT!r}, got format={spec.get('format')!r}")
         order, layers = spec["order"], spec["layers"]
         inp, out = spec["input"], spec["output"]
         front = make_front(spec["front"]) if spec.get("front") else None
-        net = GrowableNet(int(layers[inp]["size"]), int(layers[out]["size"]), front=front,
+        net = graph_class(int(layers[inp]["size"]), int(layers[out]["size"]), front=front,
                           front_spec=spec.get("front"))
         net.layers[out] = _layer(layers[out])
         for name in order:

@@ -1,18 +1,28 @@
-"""The three strategy bases (WHEN, WHERE, HOW) and what they exchange.
+"""The three strategy bases (WHEN, WHERE, HOW), helper parts, and what they exchange.
 
-A published method is a preset of one ``Trigger``, one ``Selector`` and one ``Initializer``
-(``methods.py``), plus optional helper parts (statistics, pruning). Every part may also watch training
-through the hooks of :class:`GrowthPart` (``on_epoch_begin``, ``on_batch_end``, ``on_epoch_end``);
-``on_epoch_end`` may return growth events (pruning does). Anything that keeps state implements
-``state_dict`` / ``load_state_dict`` (JSON-able) so a resumed run continues exactly.
+A published method is one ``Trigger``, one ``Selector`` and one ``Initializer`` plus optional helper
+parts (a :class:`~selfexpand.strategies.method.GrowthMethod`). Every part watches training through
+the hooks of :class:`~selfexpand.hooks.Hooks` (the same vocabulary as callbacks); a part declares
+its settings as dataclass fields made with :func:`~selfexpand.settings.setting`, and is registered
+by name (:func:`~selfexpand.strategies.registry.register_part`) so a run names it in its
+configuration and ``resume`` rebuilds it. Anything that keeps state implements ``state_dict`` /
+``load_state_dict`` (JSON-able; ``state_tensors`` for tensors) so a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["Decision", "Site", "GrowthPart", "Trigger", "Selector", "Initializer"]
+from ..hooks import Hooks
+from ..settings import Configurable
+
+__all__ = ["Decision", "Site", "GrowthPart", "Trigger", "Selector", "Initializer", "GROWS"]
+
+#: What a selector chooses and an initializer grows: a selector and an initializer must agree.
+#: ``units``: units of hidden layers; ``edges``: edges to split; ``units+layers``: SENN's width and
+#: depth sites, which carry the selector's proposals.
+GROWS = ("units", "edges", "units+layers")
 
 
 @dataclass
@@ -44,24 +54,21 @@ class Site:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class GrowthPart:
-    """Hooks every strategy part may use; all default to doing nothing."""
+class GrowthPart(Hooks, Configurable):
+    """A part of a growth method: hooks, declared settings, state.
 
-    def on_train_begin(self, ctx) -> None:
-        pass
+    Class attributes:
+        kind: ``trigger``, ``selector``, ``initializer`` or ``helper``.
+        name: the registered name (``plateau``); empty for a part that is not registered.
+    """
 
-    def on_epoch_begin(self, ctx) -> None:
-        pass
+    kind: ClassVar[str] = "helper"
+    name: ClassVar[str] = ""
 
-    def on_batch_end(self, ctx) -> None:
-        """Called after ``backward`` and ``optimizer.step``; gradients are still in ``.grad``."""
-
-    def on_epoch_end(self, ctx) -> list:
-        """Called after evaluation, before the trigger; may return growth events (e.g. pruning)."""
+    def helpers(self) -> list["GrowthPart"]:
+        """Parts this part brings along and shares its work with (the edge selector's statistics and
+        pruning); the trainer calls their hooks before this part's."""
         return []
-
-    def on_grow_end(self, ctx, events: list) -> None:
-        pass
 
     def state_dict(self) -> dict:
         return {}
@@ -80,19 +87,29 @@ class GrowthPart:
 class Trigger(GrowthPart):
     """WHEN: decide after each epoch whether to grow."""
 
+    kind: ClassVar[str] = "trigger"
+
     def should_grow(self, ctx) -> Decision:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
 class Selector(GrowthPart):
-    """WHERE: choose the sites (layers, edges, amounts, optional proposals)."""
+    """WHERE: choose the sites (layers, edges, amounts, optional proposals). ``grows``: what its
+    sites ask for (one of :data:`GROWS`)."""
+
+    kind: ClassVar[str] = "selector"
+    grows: ClassVar[str] = "units"
 
     def select(self, ctx) -> list[Site]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
 class Initializer(GrowthPart):
-    """HOW: change the graph at the chosen sites through ``selfexpand.ops``."""
+    """HOW: change the graph at the chosen sites through ``selfexpand.ops``. ``grows``: the sites
+    it can grow (one of :data:`GROWS`)."""
+
+    kind: ClassVar[str] = "initializer"
+    grows: ClassVar[str] = "units"
 
     def grow(self, ctx, sites: list[Site]) -> list:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -13,8 +13,8 @@ as the reference code does (``pre += w_control * N``). The library's modulators 
 (docs/methods.md), so such runs exist only here; without ``w_control`` the engine is the library.
 
 The arithmetic is the library's, step for step: the forward of ``GrowableNet`` with a
-:class:`~selfexpand.graph.size_control.SizeWeightModulator` or
-:class:`~selfexpand.graph.size_control.ControllerMaskModulator`, the task loss of
+:class:`~selfexpand.graph.size_modulators.SizeWeightModulator` or
+:class:`~selfexpand.graph.size_modulators.ControllerMaskModulator`, the task loss of
 ``train/metrics.py`` plus the modulator's size loss, and ``torch.optim.SGD`` (``gd``, no momentum) or
 ``torch.optim.Adam`` (default betas and eps) updates. ``tests/sweep`` checks both claims: the
 batched runs equal the same runs one by one, and equal runs of the library's ``Trainer``.
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..graph.size_control import controller_mask
+from ..graph.size_modulators import controller_mask
 
 __all__ = ["BatchedState", "BatchedSettings", "BatchedResult", "train_batched", "SIZE_KINDS"]
 

@@ -20,6 +20,7 @@ import torch
 from ..data import dataset_options, load_dataset
 from ..errors import ConfigError
 from ..graph.size_nets import size_net_init
+from ..presets import resolve_config
 from ..train.metrics import HIGHER_IS_BETTER, task_metric
 from .engine import BatchedSettings, BatchedState, train_batched
 from .grid import GRID_KEYS, grid_points
@@ -55,10 +56,7 @@ def _split_settings(dataset: str, settings: dict | None) -> tuple[dict, dict]:
 
 
 def _resolve(method: str, dataset: str, overrides: dict) -> dict:
-    from ..methods import DEFAULTS, resolve_config
-
-    table = DEFAULTS.get(method, {})
-    return resolve_config(method, dataset if dataset in table else "*", overrides)
+    return resolve_config(method, dataset, overrides)
 
 
 def _check_seeds(seeds) -> list[int]:

@@ -1,34 +1,25 @@
-"""Callbacks: one vocabulary of hooks, every hook taking ``**kwargs``; stopping is a flag.
+"""Callbacks: the trainer's hooks (``selfexpand.hooks``, the vocabulary growth parts use too).
 
-The library's own callbacks only log. The CLI adds a progress bar and the run directory writer.
+Here: the base class, a logging callback and early stopping. The recorders that add figures to each
+epoch record are in ``recorders.py``, the CLI's progress bar in ``progress.py``; ``selfexpand.runs``
+adds the recorders and the run-directory writer to every run it trains.
 """
 
 from __future__ import annotations
 
 import logging
 
+from ..hooks import Hooks
+from ..validators import positive_int
+
 __all__ = ["Callback", "LoggingCallback", "EarlyStopping"]
 
 log = logging.getLogger("selfexpand.train")
 
 
-class Callback:
-    """Base class; override what you need. ``ctx`` is the :class:`GrowthContext`."""
-
-    def on_train_begin(self, ctx, **kwargs) -> None:
-        pass
-
-    def on_epoch_begin(self, ctx, **kwargs) -> None:
-        pass
-
-    def on_epoch_end(self, ctx, record: dict, **kwargs) -> None:
-        pass
-
-    def on_grow_end(self, ctx, events: list, reason: str = "", **kwargs) -> None:
-        pass
-
-    def on_train_end(self, ctx, **kwargs) -> None:
-        pass
+class Callback(Hooks):
+    """Base class; override the hooks you need (:class:`selfexpand.hooks.Hooks` lists them and when
+    they are called). ``ctx`` is the :class:`GrowthContext`."""
 
 
 class LoggingCallback(Callback):
@@ -50,13 +41,12 @@ class EarlyStopping(Callback):
     """Stop when the validation loss has not improved for ``patience`` epochs."""
 
     def __init__(self, patience: int):
-        if patience < 1:
-            raise ValueError(f"patience must be >= 1, got patience={patience}")
-        self.patience, self.best, self.wait = patience, float("inf"), 0
+        self.patience, self.best, self.wait = positive_int("patience", patience), float("inf"), 0
 
     def on_epoch_end(self, ctx, record: dict, **kwargs) -> None:
         if record["val_loss"] < self.best:
             self.best, self.wait = record["val_loss"], 0
-        else:
-            self.wait += 1
-            ctx.stop_training = self.wait >= self.patience
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            ctx.request_stop(f"early stopping: no better validation loss for {self.wait} epochs")

@@ -10,6 +10,7 @@ import torch
 
 from .auxiliary import auxiliary_loss, auxiliary_terms
 from .history import History
+from .metrics import HIGHER_IS_BETTER
 
 __all__ = ["GrowthContext"]
 
@@ -31,6 +32,8 @@ class GrowthContext:
         epochs_total: the run's budget of training epochs.
         decision: the trigger's latest :class:`~selfexpand.strategies.base.Decision` (a selector
             reads ``decision.amount`` when the trigger sets how many units to add).
+        stop_training: whether a part or callback asked the run to stop (:meth:`request_stop`); the
+            flag only ever turns on: assigning False after a request does not clear it.
     """
 
     model: torch.nn.Module
@@ -44,9 +47,27 @@ class GrowthContext:
     max_params: int | None = None
     epoch: int = 0
     epochs_total: int = 0
-    stop_training: bool = False
     metric_name: str = "accuracy"
     decision: object = None
+    stop_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def stop_training(self) -> bool:
+        return bool(self.stop_reasons)
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        if value:
+            self.request_stop("stop_training set")
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the run to stop after this epoch (every request is kept; none can be withdrawn)."""
+        self.stop_reasons.append(str(reason))
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether the run's metric improves upwards (accuracy) or downwards (MSE)."""
+        return HIGHER_IS_BETTER[self.metric_name]
 
     @property
     def params(self) -> int:

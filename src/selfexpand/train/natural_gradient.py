@@ -30,6 +30,8 @@ import math
 
 import torch
 
+from ..checkpoint import register_optimizer
+
 __all__ = ["NaturalGradient", "NATURAL_GRADIENT_LOSSES"]
 
 log = logging.getLogger("selfexpand.train")
@@ -40,6 +42,7 @@ _USAGE = ("call loss.backward(retain_graph=True), then optimizer.set_outputs(out
           "model outputs, then optimizer.step()")
 
 
+@register_optimizer
 class NaturalGradient(torch.optim.Optimizer):
     """Natural-gradient (damped Gauss-Newton) steps by matrix-free conjugate gradient.
 

@@ -2,7 +2,9 @@
 
 Per epoch: train on shuffled mini-batches (each growth part sees every batch after the step, so
 statistics cost no extra pass), evaluate on the validation split, let the parts act (pruning), ask
-the trigger, select, grow, record. ``--epochs`` is the total budget of training epochs.
+the trigger, select, grow, record. ``--epochs`` is the total budget of training epochs. The method's
+parts and the callbacks share one vocabulary of hooks (``selfexpand.hooks``), called on the parts
+first, then on the callbacks.
 """
 
 from __future__ import annotations
@@ -14,19 +16,19 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import ConfigError
-from ..strategies.base import GrowthPart, Initializer, Selector, Trigger
+from ..hooks import Hooks
+from ..strategies.method import GrowthMethod
+from ..validators import number, one_of
 from .callbacks import Callback
 from .context import GrowthContext
 from .history import History
 from .metrics import task_loss, task_metric
 from .natural_gradient import NaturalGradient
+from .settings import TrainingSettings
 
-__all__ = ["Trainer", "GrowthMethod", "FitResult", "make_optimizer", "OPTIMIZERS"]
+__all__ = ["Trainer", "FitResult", "make_optimizer", "OPTIMIZERS"]
 
 log = logging.getLogger("selfexpand.train")
-
-LR_SCHEDULES = ("constant", "cosine")
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
               "rmsprop": torch.optim.RMSprop, "gd": torch.optim.SGD,  # gd: plain gradient descent
@@ -41,13 +43,10 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, *,
     gradient descent, i.e. SGD without momentum, ``natural``: :class:`NaturalGradient` with SENN's
     damping 0.1 and at most 100 CG iterations, its curvature that of the ``task``'s loss:
     cross-entropy for ``classification``, MSE for ``regression``)."""
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got optimizer={name!r}")
-    if not lr > 0:
-        raise ConfigError(f"lr must be > 0, got lr={lr!r}")
+    one_of("optimizer", name, sorted(OPTIMIZERS))
+    number("lr", lr, 0, low_open=True)
     if name == "natural":
-        if task not in _NATURAL_LOSS:
-            raise ConfigError(f"task must be one of {sorted(_NATURAL_LOSS)}, got task={task!r}")
+        one_of("task", task, sorted(_NATURAL_LOSS))
         return NaturalGradient(params, lr=lr, weight_decay=weight_decay, loss=_NATURAL_LOSS[task])
     extra = {"momentum": 0.9} if name == "sgd" else {}
     if name in ("adam", "adamw"):
@@ -55,36 +54,6 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, *,
         # many small tensors, and on CPU this makes its step about 15 % faster (dense: 30 %).
         extra["fused"] = True
     return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **extra)
-
-
-@dataclass
-class GrowthMethod:
-    """A method: trigger (WHEN), selector (WHERE), initializer (HOW), and helper parts."""
-
-    name: str
-    trigger: Trigger | None = None
-    selector: Selector | None = None
-    initializer: Initializer | None = None
-    extras: list[GrowthPart] = field(default_factory=list)
-
-    def parts(self) -> list[GrowthPart]:
-        return [p for p in (*self.extras, self.trigger, self.selector, self.initializer) if p is not None]
-
-    def state_dict(self) -> dict:
-        return {str(i): p.state_dict() for i, p in enumerate(self.parts())}
-
-    def load_state_dict(self, state: dict) -> None:
-        for i, part in enumerate(self.parts()):
-            part.load_state_dict(state.get(str(i), {}))
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        """The parts' tensor state, keyed ``method.<part index>.<name>`` (checkpoint tensors)."""
-        return {f"method.{i}.{k}": v for i, p in enumerate(self.parts()) for k, v in p.state_tensors().items()}
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        for i, part in enumerate(self.parts()):
-            prefix = f"method.{i}."
-            part.load_state_tensors({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
 
 
 @dataclass
@@ -109,6 +78,9 @@ class Trainer:
         max_params: growth never makes ``params`` exceed this.
         callbacks: :class:`Callback` instances.
         device: where to train.
+
+    Raises:
+        ConfigError: a setting its declaration (:class:`TrainingSettings`) refuses.
     """
 
     def __init__(self, method: GrowthMethod | None = None, *, epochs: int = 10, batch_size: int = 64,
@@ -116,20 +88,13 @@ class Trainer:
                  lr_schedule: str = "constant", seed: int = 0,
                  max_params: int | None = None, callbacks: list[Callback] | None = None,
                  device: str | torch.device = "cpu"):
-        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
-        if max_params is not None and (not isinstance(max_params, int) or max_params < 1):
-            raise ConfigError(f"max_params must be a positive integer, got max_params={max_params!r}")
-        if optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got optimizer={optimizer!r}")
+        checked = TrainingSettings(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                                   weight_decay=weight_decay, lr_schedule=lr_schedule, max_params=max_params)
         self.method = method or GrowthMethod("static")
-        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
-        if lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got lr_schedule={lr_schedule!r}")
-        self.optimizer_name, self.weight_decay = optimizer, weight_decay
-        self.lr_schedule = lr_schedule
-        self.seed, self.max_params = seed, max_params
+        self.epochs, self.batch_size, self.lr = checked.epochs, checked.batch_size, checked.lr
+        self.optimizer_name, self.weight_decay = checked.optimizer, checked.weight_decay
+        self.lr_schedule, self.max_params = checked.lr_schedule, checked.max_params
+        self.seed = seed
         self.callbacks = list(callbacks or [])
         self.device = torch.device(device)
         self.ctx: GrowthContext | None = None
@@ -157,31 +122,26 @@ class Trainer:
         self._spent = spent
         if state is not None:
             self._load_state(ctx, state, spent)
-        parts = self.method.parts()
-        self._call("on_train_begin", ctx)
-        for part in parts:
-            part.on_train_begin(ctx)
+        hooks = [*self.method.parts(), *self.callbacks]
+        self._call(hooks, "on_train_begin", ctx)
         while ctx.epoch < self.epochs and not ctx.stop_training:
-            self._epoch(ctx, parts, spent)
-        self._call("on_train_end", ctx)
+            self._epoch(ctx, hooks, spent)
+        self._call(hooks, "on_train_end", ctx)
         return FitResult(model, optimizer, ctx.history, spent["train"], spent["growth"])
 
     # ------------------------------------------------------------------ one epoch
-    def _epoch(self, ctx: GrowthContext, parts: list[GrowthPart], spent: dict) -> None:
+    def _epoch(self, ctx: GrowthContext, hooks: list[Hooks], spent: dict) -> None:
         start = time.perf_counter()
-        self._call("on_epoch_begin", ctx)
-        for part in parts:
-            part.on_epoch_begin(ctx)
+        self._call(hooks, "on_epoch_begin", ctx)
         if self.lr_schedule == "cosine":
             for group in ctx.optimizer.param_groups:
                 group["lr"] = self.lr * (1 + math.cos(math.pi * ctx.epoch / self.epochs)) / 2
-        loss = ctx.train_epoch(after_step=lambda: [part.on_batch_end(ctx) for part in parts])
+        per_batch = [h for h in hooks if h.overrides("on_batch_end")]
+        loss = ctx.train_epoch(after_step=(lambda: [h.on_batch_end(ctx) for h in per_batch]) if per_batch else None)
         record = ctx.record_epoch(loss, start)
         grow_start = time.perf_counter()
         n_records = len(ctx.history.records)
-        events = []
-        for part in parts:
-            events += part.on_epoch_end(ctx)
+        events = self._call(hooks, "on_validation_end", ctx, record=record)
         reason = ""
         if self.method.trigger is not None:
             decision = self.method.trigger.should_grow(ctx)
@@ -199,20 +159,21 @@ class Trainer:
         if integration:
             record["integration_seconds"] = integration
         if events:
-            for part in parts:
-                part.on_grow_end(ctx, events)
             for event in events:
                 ctx.history.append({"type": "growth", "epoch": ctx.epoch, "reason": reason,
                                     **event.to_dict()})
+            self._call(hooks, "on_grow_end", ctx, events=events, reason=reason)
         spent["growth"] += growth_seconds
         spent["train"] += time.perf_counter() - start
-        self._call("on_epoch_end", ctx, record=record)
-        if events:
-            self._call("on_grow_end", ctx, events=events, reason=reason)
+        self._call(hooks, "on_epoch_end", ctx, record=record)
 
-    def _call(self, hook: str, ctx, **kwargs) -> None:
-        for callback in self.callbacks:
-            getattr(callback, hook)(ctx, **kwargs)
+    @staticmethod
+    def _call(hooks: list[Hooks], hook: str, ctx, **kwargs) -> list:
+        """Call ``hook`` on every part, then every callback; the growth events they return, in order."""
+        events = []
+        for h in hooks:
+            events += getattr(h, hook)(ctx, **kwargs) or []
+        return events
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> tuple[dict, dict[str, torch.Tensor]]:

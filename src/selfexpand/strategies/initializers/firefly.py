@@ -38,15 +38,18 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError, GrowthError
 from ...ops import add_units, split_units
+from ...settings import setting
+from ...validators import Boolean, Integer, Number
 from ..base import Initializer, Site
-from .gradmax import _chain_connections
-from .new_units import layers_last_first
+from ..registry import register_part
+from ..topology import chain_connections, layers_last_first
 
 __all__ = ["FireflyInitializer", "layer_signals", "candidate_gains", "split_gains", "apply_splits"]
 
@@ -55,7 +58,7 @@ def layer_signals(ctx, layer: str, sample: int) -> tuple[torch.Tensor, torch.Ten
     """Per-example ``a_{l-1}`` (``(n, n_src)``) and ``dL/dz_{l+1}`` of the sample's mean loss
     (``(n, n_tgt)``) for hidden ``layer``, over the first ``sample`` training examples."""
     net = ctx.model
-    conn_in, conn_out = _chain_connections(net, layer)
+    conn_in, conn_out = chain_connections(net, layer, who="Firefly")
     source, target = net.connections[conn_in].source, net.connections[conn_out].target
     probe_net = copy.deepcopy(net).eval()
     for p in probe_net.parameters():
@@ -110,7 +113,7 @@ def apply_splits(net, layer: str, sources, directions, eps: float, optimizer=Non
     Raises:
         GrowthError: as ``split_units``, repeated sources, or directions not ``(k, n_src + 1)``.
     """
-    conn_in, _ = _chain_connections(net, layer)
+    conn_in, _ = chain_connections(net, layer, who="Firefly")
     conn = net.connections[conn_in]
     sources = torch.as_tensor(sources, dtype=torch.long).flatten()
     directions = torch.as_tensor(directions, dtype=torch.float64)
@@ -133,38 +136,28 @@ def apply_splits(net, layer: str, sources, directions, eps: float, optimizer=Non
     return event
 
 
+_POSITIVE = Number(0, low_open=True)
+
+
+@register_part
+@dataclass(eq=False)
 class FireflyInitializer(Initializer):
-    """New units and unit splits chosen together by their predicted loss decrease.
+    """New units and unit splits chosen together by their predicted loss decrease."""
 
-    Args:
-        candidates_per_unit: new-unit candidates drawn per unit to add, and random split
-            directions tried per existing unit.
-        eps: scale of the new units' outgoing weights and of the splits' nudge.
-        steps: Adam steps on the candidates (new units' incoming weights, split directions)
-            before choosing (0: none).
-        step_lr: the new units' learning rate; ``split_lr``: the split directions'.
-        sample: training examples used for the signals.
-        splits: let splits of existing units compete (False: new units only).
-    """
-
-    def __init__(self, candidates_per_unit: int = 4, *, eps: float = 1e-2, steps: int = 10,
-                 step_lr: float = 1e-2, sample: int = 2048, splits: bool = True, split_lr: float = 0.1):
-        for name, value, low in (("candidates_per_unit", candidates_per_unit, 1), ("steps", steps, 0),
-                                 ("sample", sample, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, got {name}={value!r}")
-        for name, value in (("eps", eps), ("step_lr", step_lr), ("split_lr", split_lr)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{name} must be a number > 0, got {name}={value!r}")
-        if not isinstance(splits, bool):
-            raise ConfigError(f"splits must be True or False, got splits={splits!r}")
-        self.candidates_per_unit, self.eps, self.steps = candidates_per_unit, float(eps), steps
-        self.step_lr, self.sample, self.splits, self.split_lr = float(step_lr), sample, splits, float(split_lr)
+    name = "firefly"
+    candidates_per_unit: int = setting(Integer(1), 4, "new-unit candidates per unit to add, and split "
+                                                      "directions tried per existing unit")
+    eps: float = setting(_POSITIVE, 1e-2, "scale of the new units' outgoing weights and of the splits' nudge")
+    steps: int = setting(Integer(0), 10, "Adam steps on the candidates before choosing")
+    step_lr: float = setting(_POSITIVE, 1e-2, "learning rate of the new units' candidates")
+    sample: int = setting(Integer(1), 2048, "training examples used for the signals")
+    splits: bool = setting(Boolean(), True, "let splits of existing units compete with new units")
+    split_lr: float = setting(_POSITIVE, 0.1, "learning rate of the split directions")
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []
         for site in layers_last_first(net, sites):
-            conn_in, conn_out = _chain_connections(net, site.layer)
+            conn_in, conn_out = chain_connections(net, site.layer, who="Firefly")
             activation = net.layers[site.layer].activation
             a, delta = layer_signals(ctx, site.layer, self.sample)
             incoming, bias = self._candidates(ctx, site, a.shape[1])
@@ -226,7 +219,7 @@ class FireflyInitializer(Initializer):
         n_src = a.shape[1]
         if not self.splits or layer.modulator is not None:
             return torch.zeros(0, n_src + 1, dtype=torch.float64), torch.zeros(0, dtype=a.dtype, device=a.device)
-        conn_in, conn_out = (net.connections[n] for n in _chain_connections(net, site.layer))
+        conn_in, conn_out = (net.connections[n] for n in chain_connections(net, site.layer, who="Firefly"))
         w_in = conn_in.effective_weight().detach().to(a)
         pre = a @ w_in.T + layer.bias.detach().to(a)
         grad_h = delta @ conn_out.effective_weight().detach().to(a)

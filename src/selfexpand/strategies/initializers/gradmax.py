@@ -19,28 +19,22 @@ import copy
 
 import torch
 
-from ...errors import ConfigError, GrowthError
+from dataclasses import dataclass
+
 from ...ops import add_units
+from ...settings import setting
+from ...validators import Number
 from ..base import Initializer, Site
-from .new_units import layers_last_first
+from ..registry import register_part
+from ..topology import chain_connections, layers_last_first
 
 __all__ = ["GradMaxInitializer", "gradient_cross_moment"]
-
-
-def _chain_connections(net, layer: str) -> tuple[str, str]:
-    ins = [n for n, c in net.connections.items() if c.target == layer]
-    outs = [n for n, c in net.connections.items() if c.source == layer]
-    full = all(net.connections[n].in_index is None and net.connections[n].out_index is None for n in ins + outs)
-    if len(ins) != 1 or len(outs) != 1 or not full:
-        raise GrowthError(f"GradMax needs layer {layer!r} to have one full connection in and one out, "
-                          f"got in {ins}, out {outs}")
-    return ins[0], outs[0]
 
 
 def gradient_cross_moment(ctx, layer: str) -> torch.Tensor:
     """``M = E[dL/dz_{l+1} a_{l-1}^T]`` for hidden ``layer`` over one pass of the training set."""
     net = ctx.model
-    conn_in, conn_out = _chain_connections(net, layer)
+    conn_in, conn_out = chain_connections(net, layer, who="GradMax")
     source, target = net.connections[conn_in].source, net.connections[conn_out].target
     probe_net = copy.deepcopy(net)
     rows, cols = net.layers[target].size, net.layers[source].size
@@ -51,22 +45,18 @@ def gradient_cross_moment(ctx, layer: str) -> torch.Tensor:
     return ctx.mean_gradients([probe], model=probe_net, batch_size=max(ctx.batch_size, 1024))[0]
 
 
+@register_part
+@dataclass(eq=False)
 class GradMaxInitializer(Initializer):
-    """New units with GradMax outgoing weights and ``epsilon``-scaled random incoming weights.
+    """New units with GradMax outgoing weights and ``epsilon``-scaled random incoming weights."""
 
-    Args:
-        epsilon: norm of each new unit's incoming weight vector (0: the function is preserved exactly).
-    """
-
-    def __init__(self, epsilon: float = 1e-3):
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0:
-            raise ConfigError(f"epsilon must be a number >= 0, got epsilon={epsilon!r}")
-        self.epsilon = float(epsilon)
+    name = "gradmax"
+    epsilon: float = setting(Number(0), 1e-3, "norm of each new unit's incoming weights (0: function preserved exactly)")
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []
         for site in layers_last_first(net, sites):
-            conn_in, conn_out = _chain_connections(net, site.layer)
+            conn_in, conn_out = chain_connections(net, site.layer, who="GradMax")
             m = gradient_cross_moment(ctx, site.layer)
             k = site.n_units
             u = torch.linalg.svd(m, full_matrices=False).U[:, :k]

@@ -17,18 +17,20 @@ import torch
 from ...errors import GrowthError
 from ...ops import add_units, insert_layer
 from ..base import Initializer, Site
-from .gradmax import _chain_connections
-from .new_units import layers_last_first
+from ..registry import register_part
+from ..topology import chain_connections, layers_last_first
 
 __all__ = ["NaturalExpansionInitializer"]
 
 
+@register_part
 class NaturalExpansionInitializer(Initializer):
     """Apply :class:`~selfexpand.strategies.selectors.natural_expansion.NaturalExpansionSelector`'s
-    sites (``info["kind"]`` ``"width"`` or ``"depth"``); sites without a proposal are an error."""
+    sites (``info["kind"]`` ``"width"`` or ``"depth"``); sites without a proposal are an error.
+    Inserted layers use the rational activation, which the selector's depth score assumes."""
 
-    def __init__(self, activation: str = "rational"):
-        self.activation = activation
+    name = "natural-expansion"
+    grows = "units+layers"
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []
@@ -38,7 +40,7 @@ class NaturalExpansionInitializer(Initializer):
         for site in (s for s in sites if s.info.get("kind") == "depth"):
             events.append(self._insert(ctx, net, site))
         for site in layers_last_first(net, [s for s in sites if s.info.get("kind") != "depth"]):
-            conn_in, conn_out = _chain_connections(net, site.layer)
+            conn_in, conn_out = chain_connections(net, site.layer, who="SENN")
             n_out = net.connections[conn_out].shape[0]
             events.append(add_units(net, site.layer, site.n_units, incoming={conn_in: site.proposal["weight"]},
                                     bias=site.proposal["bias"], outgoing={conn_out: torch.zeros(n_out, site.n_units)},
@@ -54,7 +56,7 @@ class NaturalExpansionInitializer(Initializer):
         w = conn.effective_weight().detach().double().cpu()
         weight_out = torch.linalg.solve(basis.T, w.T).T  # W B^-1
         event = insert_layer(net, site.layer, site.n_units, weight_in=basis.float(), bias=bias.float(),
-                             weight_out=weight_out.float(), activation=self.activation, optimizer=ctx.optimizer)
+                             weight_out=weight_out.float(), activation="rational", optimizer=ctx.optimizer)
         with torch.no_grad():
             target.bias.sub_((weight_out @ bias).to(target.bias))
         event.details["score"] = site.score

@@ -10,29 +10,29 @@ Both keep the network's outputs unchanged (up to float rounding).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from ...errors import ConfigError, GrowthError
-from ...ops import insert_identity_layer
-from ...ops.split_units import split_units
+from ...errors import GrowthError
+from ...graph.activations import make_activation
+from ...ops import insert_identity_layer, split_units
+from ...settings import setting
+from ...validators import Choice, Number, Text
 from ..base import Initializer, Site
-from .edge_split import resolve_signed
-from .new_units import layers_last_first
+from ..registry import register_part
+from ..topology import layers_last_first, resolve_signed
 
 __all__ = ["Net2NetWiderInitializer", "Net2NetDeeperInitializer"]
 
 
+@register_part
+@dataclass(eq=False)
 class Net2NetWiderInitializer(Initializer):
-    """New units as noisy-split copies of random existing units of the same layer.
+    """New units as noisy-split copies of random existing units of the same layer."""
 
-    Args:
-        noise: standard deviation of the antisymmetric noise on the split outgoing weights.
-    """
-
-    def __init__(self, noise: float = 1e-3):
-        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
-            raise ConfigError(f"noise must be a number >= 0, got noise={noise!r}")
-        self.noise = float(noise)
+    name = "net2net"
+    noise: float = setting(Number(0), 1e-3, "standard deviation of the antisymmetric noise on split outgoing weights")
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []
@@ -44,15 +44,19 @@ class Net2NetWiderInitializer(Initializer):
         return events
 
 
+@register_part
+@dataclass(eq=False)
 class Net2NetDeeperInitializer(Initializer):
     """An identity layer after each site's layer (``n_units`` is ignored: the layer's width follows
-    from the identity). ``signed``: ``"auto"`` (two units per input where the output can be
-    negative), True or False."""
+    from the identity)."""
 
-    def __init__(self, signed="auto", activation: str = "relu"):
-        if signed not in ("auto", True, False):
-            raise ConfigError(f"signed must be 'auto', True or False, got signed={signed!r}")
-        self.signed, self.activation = signed, activation
+    name = "net2net-deeper"
+    signed: object = setting(Choice("auto", True, False), "auto",
+                             "two units per input, exact where the layer's output can be negative (auto: where it can)")
+    layer_activation: str = setting(Text(), "relu", "activation of the inserted layer")
+
+    def setup(self) -> None:
+        make_activation(self.layer_activation)  # an unknown name fails here, before any growth
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []
@@ -62,6 +66,6 @@ class Net2NetDeeperInitializer(Initializer):
                 raise GrowthError(f"a deeper step needs layer {site.layer!r} to feed exactly one connection, "
                                   f"got {outgoing}")
             signed = resolve_signed(self.signed, ctx, {outgoing[0]: None})
-            events.append(insert_identity_layer(net, outgoing[0], signed=signed, activation=self.activation,
+            events.append(insert_identity_layer(net, outgoing[0], signed=signed, activation=self.layer_activation,
                                                 optimizer=ctx.optimizer))
         return events

@@ -33,15 +33,19 @@ before the graph changes, naming the bound.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ...errors import ConfigError
 from ...ops import add_units
 from ...ops.donations import DEFAULT_MAX_DONATION_ENTRIES, attach_donations, bake_donations, check_donation_bound
+from ...settings import setting
+from ...validators import Choice, Integer, Number
 from ..base import Initializer, Site
-from .new_units import layers_last_first, new_unit_values
+from ..registry import register_part
+from ..topology import layers_last_first
+from ..unit_values import new_unit_values
 
 __all__ = ["SharedWeightsExtender", "EXISTING_ROWS"]
 
@@ -53,40 +57,28 @@ NEW_BIASES = ("kaiming", "median")
 MEDIAN_BATCH = 1024
 
 
+@register_part
+@dataclass(eq=False)
 class SharedWeightsExtender(Initializer):
     """SWE: add units with zero outgoing weights, integrate them through donations, bake.
 
-    Args:
-        donation_std: standard deviation of the initial donations (the paper's ``N(0, 1e-4)``, read as
-            a standard deviation).
-        integration_epochs: integration epochs per grown layer (counted as epochs of the run; fewer
-            when the run's epoch budget is nearly spent).
-        existing_rows: ``"frozen"`` (no update at all) or ``"reference"`` (the reference code's
-            defect: zeroed gradients, weight decay still applied).
-        donation_lr: ``"per_unit"`` (``lr / n_new``), ``"per_sqrt_unit"`` (``lr / sqrt(n_new)``) or
-            ``"run"`` (the run's ``lr``, as the reference).
-        new_bias: ``"median"`` (active on half the training examples at birth) or ``"kaiming"`` (the paper).
-        max_donation_entries: bound on the donation entries of one layer.
+    ``existing_rows="reference"`` is the reference code's defect (zeroed gradients, weight decay still
+    applied to the existing rows); ``donation_lr="run"`` and ``new_bias="kaiming"`` are the paper's.
     """
 
-    def __init__(self, donation_std: float = 1e-4, *, integration_epochs: int = 1, existing_rows: str = "frozen",
-                 max_donation_entries: int = DEFAULT_MAX_DONATION_ENTRIES, donation_lr: str = "per_sqrt_unit",
-                 new_bias: str = "median"):
-        if isinstance(donation_std, bool) or not isinstance(donation_std, (int, float)) or not donation_std >= 0:
-            raise ConfigError(f"donation_std must be a number >= 0, got donation_std={donation_std!r}")
-        if isinstance(integration_epochs, bool) or not isinstance(integration_epochs, int) or integration_epochs < 0:
-            raise ConfigError(f"integration_epochs must be an integer >= 0, got integration_epochs={integration_epochs!r}")
-        if existing_rows not in EXISTING_ROWS:
-            raise ConfigError(f"existing_rows must be one of {list(EXISTING_ROWS)}, got existing_rows={existing_rows!r}")
-        if isinstance(max_donation_entries, bool) or not isinstance(max_donation_entries, int) or max_donation_entries < 1:
-            raise ConfigError(f"max_donation_entries must be a positive integer, got max_donation_entries={max_donation_entries!r}")
-        if donation_lr not in DONATION_LRS:
-            raise ConfigError(f"donation_lr must be one of {list(DONATION_LRS)}, got donation_lr={donation_lr!r}")
-        if new_bias not in NEW_BIASES:
-            raise ConfigError(f"new_bias must be one of {list(NEW_BIASES)}, got new_bias={new_bias!r}")
-        self.donation_std, self.integration_epochs = float(donation_std), integration_epochs
-        self.existing_rows, self.max_donation_entries = existing_rows, max_donation_entries
-        self.donation_lr, self.new_bias = donation_lr, new_bias
+    name = "swe"
+    donation_std: float = setting(Number(0), 1e-4, "standard deviation of the initial donations "
+                                                   "(the paper's N(0, 1e-4), read as a standard deviation)")
+    integration_epochs: int = setting(Integer(0), 1, "integration epochs per grown layer (epochs of the run; "
+                                                     "fewer when the budget is nearly spent)")
+    existing_rows: str = setting(Choice(*EXISTING_ROWS), "frozen", "existing rows during integration: frozen "
+                                                                   "(no update at all) or reference (its defect)")
+    donation_lr: str = setting(Choice(*DONATION_LRS), "per_sqrt_unit",
+                               "donations' learning rate: lr / n_new, lr / sqrt(n_new) or the run's lr")
+    new_bias: str = setting(Choice(*NEW_BIASES), "median",
+                            "new biases: median (active on half the examples at birth) or kaiming (the paper)")
+    max_donation_entries: int = setting(Integer(1), DEFAULT_MAX_DONATION_ENTRIES,
+                                        "bound on the donation entries of one layer (a larger request fails cleanly)")
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net = ctx.model

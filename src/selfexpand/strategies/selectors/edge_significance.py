@@ -3,17 +3,23 @@
 Candidates are the live, non-provisional edges of every connection into the output layer. Their
 scores (from :class:`EdgeStatistics`) are min-max normalised to [0, 1] over all candidates; those with
 a score ``> tau`` are selected, highest first, at most ``max_new``, and trimmed further so that the
-split keeps ``params`` within the run's budget.
+split keeps ``params`` within the run's budget. The selector brings its statistics and the pruning of
+the eps edges its splits create (:class:`EpsEdgePruner`, sharing the statistics) as helper parts.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from ...errors import ConfigError
+from ...settings import same_setting, setting
+from ...validators import Choice, Integer, Number
 from ..base import Selector, Site
-from ..edge_statistics import EdgeStatistics
-from ..initializers.edge_split import resolve_signed
+from ..helpers.edge_pruning import EpsEdgePruner
+from ..helpers.edge_statistics import EdgeStatistics
+from ..registry import register_part
+from ..topology import resolve_signed
 
 __all__ = ["EdgeSignificanceSelector", "split_cost"]
 
@@ -36,16 +42,28 @@ def split_cost(parent_keys: torch.Tensor, n_outputs: int, signed: bool) -> torch
     return units * (1 + parents + n_outputs) - k
 
 
+@register_part
+@dataclass(eq=False)
 class EdgeSignificanceSelector(Selector):
-    def __init__(self, statistics: EdgeStatistics, tau: float = 0.7, max_new: int = 900,
-                 signed="auto"):
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 <= tau < 1:
-            raise ConfigError(f"tau must be in [0, 1), got tau={tau!r}")
-        if isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 1:
-            raise ConfigError(f"max_new must be a positive integer, got max_new={max_new!r}")
-        if signed not in ("auto", True, False):
-            raise ConfigError(f"signed must be 'auto', true or false, got signed={signed!r}")
-        self.statistics, self.tau, self.max_new, self.signed = statistics, tau, max_new, signed
+    """The edges into the output layer whose normalised score exceeds ``tau``, at most ``max_new``."""
+
+    name = "edge-significance"
+    grows = "edges"
+    metric: str = same_setting(EdgeStatistics, "metric")
+    aggregation: str = same_setting(EdgeStatistics, "aggregation")
+    tau: float = setting(Number(0, 1, high_open=True), 0.7, "edges scoring above this (min-max normalised) are split")
+    max_new: int = setting(Integer(1), 900, "edges split at most per growth step")
+    signed: object = setting(Choice("auto", True, False), "auto",
+                             "budget two units per split edge (auto: where a parent can be negative)")
+    tau_prune: float = same_setting(EpsEdgePruner, "tau_prune")
+    prune_after: int = same_setting(EpsEdgePruner, "prune_after")
+
+    def setup(self) -> None:
+        self.statistics = EdgeStatistics(self.metric, self.aggregation)
+        self.pruner = EpsEdgePruner(self.statistics, self.tau_prune, self.prune_after)
+
+    def helpers(self) -> list:
+        return [self.statistics, self.pruner]
 
     def select(self, ctx) -> list[Site]:
         model = ctx.model

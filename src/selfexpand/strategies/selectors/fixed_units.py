@@ -8,10 +8,13 @@ Both trim to the parameter budget (``--max-params``): a layer gets only as many 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from ...errors import ConfigError
+from ...settings import setting
+from ...validators import Integer
 from ..base import Selector, Site
-from .steepest_voting import growable_layers, unit_cost
+from ..registry import register_part
+from ..topology import growable_layers, unit_cost
 
 __all__ = ["AllLayersSelector", "RoundRobinSelector"]
 
@@ -22,13 +25,13 @@ def _fit(ctx, layer: str, units: int) -> int:
     return units if math.isinf(left) else max(0, min(units, int(left // unit_cost(ctx.model, layer))))
 
 
+@register_part
+@dataclass(eq=False)
 class AllLayersSelector(Selector):
     """``units`` new units in every growable hidden layer."""
 
-    def __init__(self, units: int = 6):
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ConfigError(f"units must be a positive integer, got units={units!r}")
-        self.units = units
+    name = "all-layers"
+    units: int = setting(Integer(1), 6, "new units per layer at each growth step")
 
     def select(self, ctx) -> list[Site]:
         sites = []
@@ -39,13 +42,16 @@ class AllLayersSelector(Selector):
         return _within_budget(ctx, sites)
 
 
+@register_part
+@dataclass(eq=False)
 class RoundRobinSelector(Selector):
     """``units`` new units in one growable hidden layer per growth, the layers in turn."""
 
-    def __init__(self, units: int = 6):
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ConfigError(f"units must be a positive integer, got units={units!r}")
-        self.units, self.next = units, 0
+    name = "round-robin"
+    units: int = setting(Integer(1), 6, "new units in the layer whose turn it is")
+
+    def setup(self) -> None:
+        self.next = 0
 
     def select(self, ctx) -> list[Site]:
         layers = growable_layers(ctx.model)

@@ -34,15 +34,18 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from dataclasses import dataclass
 
 import torch
 
-from ...errors import ConfigError
+from ...settings import setting
+from ...validators import Boolean, Choice, Integer, IntegerList, Number
 from ..base import Selector, Site
-from ..kfac import chain_sample, sample_rows
-from ..natural_scores import (damp, expansion_scores, layer_stats, natural_score, output_gradient_moment,
-                              tied_expansion_score)
-from ..proposals import best_choice, gradient_ascent, mala, softmax_choice
+from ..registry import register_part
+from ..senn.chain_sample import chain_sample, sample_rows
+from ..senn.natural_scores import (damp, expansion_scores, layer_stats, natural_score, output_gradient_moment,
+                                   tied_expansion_score)
+from ..senn.proposals import best_choice, gradient_ascent, mala, softmax_choice
 
 __all__ = ["NaturalExpansionSelector"]
 
@@ -69,51 +72,44 @@ def _spread_basis(w: torch.Tensor, scores: torch.Tensor, k: int, min_angle: floa
     return None
 
 
+_POSITIVE = Number(0, low_open=True)
+
+
+@register_part
+@dataclass(eq=False)
 class NaturalExpansionSelector(Selector):
     """See the module docstring. ``capacity`` lists the hidden layer slots: at most
     ``len(capacity)`` hidden layers, the ``j``-th at most ``capacity[j] - 1`` units wide."""
 
-    def __init__(self, *, tau: float, alpha: float, capacity, layer_cost_mul: float = 20.0,
-                 layer_cost_per_unit: bool = False, layer_cooldown: int = 3, proposals: int = 100,
-                 search: str = "mala", choice: str = "softmax", bursts: int = 300, steps: int = 10,
-                 step_size: float = 0.3, ascent_steps: int = 50, ascent_lr: float = 0.1,
-                 temperature: float = 0.1, prior_scale: str = "unit", sample_size: int = 1024,
-                 damping: float = 0.1, reproposal: float = 0.2, search_size: int | None = None,
-                 depth_score: str = "free", width: bool = True, depth: bool = True):
-        capacity = list(capacity)
-        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 2 for c in capacity):
-            raise ConfigError(f"capacity must list integers >= 2, got capacity={capacity!r}")
-        for name, value in (("tau", tau), ("alpha", alpha), ("temperature", temperature),
-                            ("step_size", step_size), ("ascent_lr", ascent_lr), ("damping", damping),
-                            ("reproposal", reproposal)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ConfigError(f"{name} must be a number >= 0, got {name}={value!r}")
-        if not layer_cost_mul > 0:
-            raise ConfigError(f"layer_cost_mul must be > 0, got layer_cost_mul={layer_cost_mul!r}")
-        for name, value in (("proposals", proposals), ("bursts", bursts), ("steps", steps),
-                            ("ascent_steps", ascent_steps), ("sample_size", sample_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
-        if search_size is not None and (isinstance(search_size, bool) or not isinstance(search_size, int)
-                                        or search_size < 1):
-            raise ConfigError(f"search_size must be a positive integer or None, got search_size={search_size!r}")
-        if isinstance(layer_cooldown, bool) or not isinstance(layer_cooldown, int) or layer_cooldown < 0:
-            raise ConfigError(f"layer_cooldown must be an integer >= 0, got layer_cooldown={layer_cooldown!r}")
-        for name, value, allowed in (("search", search, ("mala", "ascent")), ("choice", choice, ("softmax", "best")),
-                                     ("prior_scale", prior_scale, ("unit", "fan_in")),
-                                     ("depth_score", depth_score, ("free", "tied"))):
-            if value not in allowed:
-                raise ConfigError(f"{name} must be one of {list(allowed)}, got {name}={value!r}")
-        self.tau, self.alpha, self.capacity = float(tau), float(alpha), capacity
-        self.layer_cost_mul, self.layer_cost_per_unit = float(layer_cost_mul), bool(layer_cost_per_unit)
-        self.layer_cooldown, self.proposals, self.search, self.choice = layer_cooldown, proposals, search, choice
-        self.bursts, self.steps, self.step_size = bursts, steps, float(step_size)
-        self.ascent_steps, self.ascent_lr = ascent_steps, float(ascent_lr)
-        self.temperature, self.prior_scale = float(temperature), prior_scale
-        self.sample_size, self.damping, self.reproposal = sample_size, float(damping), float(reproposal)
-        self.search_size, self.depth_score = search_size, depth_score
-        self.width, self.depth = bool(width), bool(depth)
-        self.checks_since_layer = layer_cooldown  # the first check may insert a layer
+    name = "natural-expansion"
+    grows = "units+layers"
+    tau: float = setting(Number(0), 0.03, "accept a unit or layer when delta / eta exceeds this")
+    alpha: float = setting(Number(0), 2.5e-3, "... and when delta / E|dL/dy|^2 exceeds this")
+    capacity: list = setting(IntegerList(2, min_length=1), [128],
+                             "hidden layer slots: at most len(capacity) layers, the j-th capacity[j] - 1 units wide")
+    layer_cost_mul: float = setting(_POSITIVE, 20.0, "a layer's score is divided by this")
+    layer_cost_per_unit: bool = setting(Boolean(), False, "divide a layer's score by its width too")
+    layer_cooldown: int = setting(Integer(0), 3, "checks between two layer insertions")
+    proposals: int = setting(Integer(1), 100, "proposals per layer and link at each check")
+    search: str = setting(Choice("mala", "ascent"), "mala", "how proposals are improved")
+    choice: str = setting(Choice("softmax", "best"), "softmax", "how a proposal is picked")
+    bursts: int = setting(Integer(1), 300, "MALA bursts")
+    steps: int = setting(Integer(1), 10, "MALA steps per burst")
+    step_size: float = setting(_POSITIVE, 0.3, "MALA's initial step size")
+    ascent_steps: int = setting(Integer(1), 50, "gradient-ascent steps (search=ascent)")
+    ascent_lr: float = setting(_POSITIVE, 0.1, "gradient-ascent learning rate (search=ascent)")
+    temperature: float = setting(Number(0), 0.1, "softmax temperature, times eta")
+    prior_scale: str = setting(Choice("unit", "fan_in"), "unit", "incoming weights scaled by 1 or 1 / sqrt(fan_in)")
+    sample_size: int = setting(Integer(1), 1024, "training examples sampled at a check")
+    damping: float = setting(Number(0), 0.1, "Tikhonov damping of the Fisher factors, relative")
+    reproposal: float = setting(Number(0, 1), 0.2, "fraction of the search run again after an acceptance")
+    search_size: int = setting(Integer(0), 0, "examples of the sample the search uses (0: all of them)")
+    depth_score: str = setting(Choice("free", "tied"), "free", "a new layer's outgoing weights free or tied to W B^-1")
+    width: bool = setting(Boolean(), True, "add units")
+    depth: bool = setting(Boolean(), True, "insert layers")
+
+    def setup(self) -> None:
+        self.checks_since_layer = self.layer_cooldown  # the first check may insert a layer
         self.last_check: dict = {}
 
     # ------------------------------------------------------------------ state
@@ -192,7 +188,7 @@ class NaturalExpansionSelector(Selector):
 
     def _search_rows(self, n: int, generator) -> torch.Tensor | None:
         """A random subset of ``search_size`` of the sample's ``n`` rows for the search (None: all)."""
-        if self.search_size is None or self.search_size >= n:
+        if not self.search_size or self.search_size >= n:
             return None
         return torch.randperm(n, generator=generator)[:self.search_size]
 

@@ -23,71 +23,46 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from dataclasses import dataclass
 
 import torch
 
-from ...errors import ConfigError, GrowthError
+from ...errors import GrowthError
 from ...graph.modulators import GateModulator
 from ...ops import add_units
+from ...settings import setting
+from ...validators import Integer, Number, Optional
 from ..base import Selector, Site
+from ..registry import register_part
+from ..topology import growable_layers, unit_cost
 
-__all__ = ["SteepestVotingSelector", "growable_layers", "unit_cost"]
+__all__ = ["SteepestVotingSelector"]
 
 log = logging.getLogger("selfexpand.strategies")
-
-
-def growable_layers(net) -> list[str]:
-    """Hidden layers with at least one incoming connection writing all their units and one outgoing
-    connection reading all of them (where new units get inputs and can be read)."""
-    out = []
-    for name in net.hidden_layers():
-        ins = [c for c in net.incoming(name) if c.out_index is None]
-        outs = [c for c in net.outgoing(name) if c.in_index is None]
-        if ins and outs:
-            out.append(name)
-    return out
-
-
-def unit_cost(net, layer: str) -> int:
-    """``params`` one new unit of ``layer`` adds: its incoming weights, its bias, its outgoing weights."""
-    fan_in = sum(c.shape[1] for c in net.incoming(layer) if c.out_index is None)
-    fan_out = sum(c.shape[0] for c in net.outgoing(layer) if c.in_index is None)
-    return fan_in + 1 + fan_out
 
 
 def _uniform(shape, scale: float, gen) -> torch.Tensor:
     return (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1).float() * scale
 
 
+@register_part
+@dataclass(eq=False)
 class SteepestVotingSelector(Selector):
-    """SVoD: how many of ``B`` new units each hidden layer gets, by gate-gradient votes.
+    """SVoD: how many of ``B`` new units each hidden layer gets, by gate-gradient votes. ``B`` is the
+    trigger's amount (the rounds schedule), else ``units``."""
 
-    Args:
-        units: ``B`` when the trigger sets no amount.
-        candidates_per_unit: candidates per layer = this x ``B`` (the paper: 2).
-        init_scale: candidates' initial values are ``U(-init_scale, init_scale)``.
-        copy_lr, copy_momentum, copy_alpha: RMSprop settings of the copy's training epoch.
-        copy_epochs: epochs the copy trains before the vote.
-        gate_batch_size: batch size of the gate-gradient pass (default: the run's; the mean
-            gradient over the training set does not depend on it unless the model has batch norm).
-    """
-
-    def __init__(self, units: int = 36, *, candidates_per_unit: int = 2, init_scale: float = 0.01,
-                 copy_lr: float = 1e-3, copy_momentum: float = 0.1, copy_alpha: float = 0.9,
-                 copy_epochs: int = 1, gate_batch_size: int | None = None):
-        for name, value in (("units", units), ("candidates_per_unit", candidates_per_unit)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
-        if isinstance(copy_epochs, bool) or not isinstance(copy_epochs, int) or copy_epochs < 0:
-            raise ConfigError(f"copy_epochs must be an integer >= 0, got copy_epochs={copy_epochs!r}")
-        for name, value in (("init_scale", init_scale), ("copy_lr", copy_lr)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{name} must be a number > 0, got {name}={value!r}")
-        if gate_batch_size is not None and (not isinstance(gate_batch_size, int) or gate_batch_size < 1):
-            raise ConfigError(f"gate_batch_size must be a positive integer or None, got gate_batch_size={gate_batch_size!r}")
-        self.units, self.candidates_per_unit, self.init_scale = units, candidates_per_unit, float(init_scale)
-        self.copy_lr, self.copy_momentum, self.copy_alpha = float(copy_lr), float(copy_momentum), float(copy_alpha)
-        self.copy_epochs, self.gate_batch_size = copy_epochs, gate_batch_size
+    name = "svod"
+    units: int = setting(Integer(1), 36, "units to distribute when the trigger sets no amount")
+    candidates_per_unit: int = setting(Integer(1), 2, "candidates per layer = this x the units to add (the paper: 2)")
+    init_scale: float = setting(Number(0, low_open=True), 0.01, "candidates' values are U(-init_scale, init_scale)")
+    copy_lr: float = setting(Number(0, low_open=True), 1e-3, "RMSprop learning rate of the copy's training")
+    copy_momentum: float = setting(Number(0, 1, high_open=True), 0.1, "RMSprop momentum of the copy's training")
+    copy_alpha: float = setting(Number(0, 1, low_open=True, high_open=True), 0.9,
+                                "RMSprop smoothing constant of the copy's training")
+    copy_epochs: int = setting(Integer(0), 1, "epochs the copy with candidates trains before the vote")
+    gate_batch_size: int | None = setting(Optional(Integer(1)), None,
+                                          "batch size of the gate-gradient pass (null: the run's under "
+                                          "batch norm, else at least 1,024: the mean does not depend on it)")
 
     def select(self, ctx) -> list[Site]:
         net = ctx.model

@@ -8,19 +8,24 @@ whether a check adds anything.
 
 from __future__ import annotations
 
-from ...errors import ConfigError
+from dataclasses import dataclass
+
+from ...settings import setting
+from ...validators import Boolean, Integer
 from ..base import Decision, Trigger
+from ..registry import register_part
 
 __all__ = ["CheckTrigger"]
 
 
+@register_part
+@dataclass(eq=False)
 class CheckTrigger(Trigger):
     """Check after epoch 1, every ``cooldown`` epochs, and (``check_last``) after the last one."""
 
-    def __init__(self, cooldown: int = 10, *, check_last: bool = False):
-        if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 1:
-            raise ConfigError(f"cooldown must be a positive integer, got cooldown={cooldown!r}")
-        self.cooldown, self.check_last = cooldown, bool(check_last)
+    name = "checks"
+    cooldown: int = setting(Integer(1), 10, "epochs between two expansion checks (the first comes after epoch 1)")
+    check_last: bool = setting(Boolean(), False, "also check after the last epoch, as the reference does")
 
     def should_grow(self, ctx) -> Decision:
         last = self.check_last and ctx.epoch == ctx.epochs_total

@@ -1,31 +1,33 @@
 """``IntervalTrigger`` and ``ScheduleTrigger``: grow on a fixed timetable (the baselines' triggers).
 
 ``IntervalTrigger(every, start, times)`` grows after epochs ``start, start + every, ...``, at most
-``times`` times (GroMo's schedule: after every one of the first 11 epochs). ``ScheduleTrigger(epochs)``
-grows after exactly the listed epochs. Neither looks at the data.
+``times`` times (GroMo's schedule: after every one of the first 11 epochs).
+``ScheduleTrigger(grow_after)`` grows after exactly the listed epochs. Neither looks at the data.
 """
 
 from __future__ import annotations
 
-from ...errors import ConfigError
+from dataclasses import dataclass
+
+from ...settings import setting
+from ...validators import Integer, IntegerList, Optional
 from ..base import Decision, Trigger
+from ..registry import register_part
 
 __all__ = ["IntervalTrigger", "ScheduleTrigger"]
 
 
-def _positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
-    return value
-
-
+@register_part
+@dataclass(eq=False)
 class IntervalTrigger(Trigger):
-    """Grow after epoch ``start`` and every ``every`` epochs after it, ``times`` times at most
-    (None: no limit)."""
+    """Grow after epoch ``start`` and every ``every`` epochs after it, ``times`` times at most."""
 
-    def __init__(self, every: int = 1, *, start: int = 1, times: int | None = None):
-        self.every, self.start = _positive("every", every), _positive("start", start)
-        self.times = None if times is None else _positive("times", times)
+    name = "interval"
+    every: int = setting(Integer(1), 1, "epochs between two growth steps")
+    start: int = setting(Integer(1), 1, "the epoch after which the first growth step comes")
+    times: int | None = setting(Optional(Integer(1)), None, "growth steps at most (null: no limit)")
+
+    def setup(self) -> None:
         self.count = 0
 
     def should_grow(self, ctx) -> Decision:
@@ -42,16 +44,15 @@ class IntervalTrigger(Trigger):
         self.count = int(state.get("count", 0))
 
 
+@register_part
+@dataclass(eq=False)
 class ScheduleTrigger(Trigger):
     """Grow after exactly the epochs listed (1-based, the epoch just completed)."""
 
-    def __init__(self, epochs):
-        epochs = list(epochs)
-        if not epochs or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in epochs):
-            raise ConfigError(f"epochs must list positive integers, got epochs={epochs!r}")
-        self.epochs = sorted(set(epochs))
+    name = "schedule"
+    grow_after: list = setting(IntegerList(1, min_length=1), [1], "the epochs after which to grow")
 
     def should_grow(self, ctx) -> Decision:
-        if ctx.epoch in self.epochs:
+        if ctx.epoch in self.grow_after:
             return Decision(True, f"scheduled growth after epoch {ctx.epoch}")
         return Decision(False)

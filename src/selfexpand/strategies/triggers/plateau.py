@@ -7,23 +7,31 @@ validation losses ``v``, and the trigger fires when ``delta < plateau_threshold`
 
 from __future__ import annotations
 
-from ...errors import ConfigError
+from dataclasses import dataclass
+
+from ...settings import setting
+from ...validators import Integer, Number
 from ..base import Decision, Trigger
+from ..registry import register_part
 
 __all__ = ["PlateauTrigger"]
 
 
+@register_part
+@dataclass(eq=False)
 class PlateauTrigger(Trigger):
-    def __init__(self, plateau_threshold: float = 0.005, min_gap: int = 8, window: int = 5,
-                 prune_after: int = 2):
-        if isinstance(plateau_threshold, bool) or not isinstance(plateau_threshold, (int, float)) \
-                or not plateau_threshold > 0:
-            raise ConfigError(f"plateau_threshold must be > 0, got plateau_threshold={plateau_threshold!r}")
-        for name, value in (("min_gap", min_gap), ("window", window), ("prune_after", prune_after)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "window" else 0):
-                raise ConfigError(f"{name} must be an integer >= {1 if name == 'window' else 0}, got {name}={value!r}")
-        self.plateau_threshold, self.min_gap, self.window = plateau_threshold, min_gap, window
-        self.prune_after = prune_after
+    """Grow when the validation loss's mean absolute change over ``window`` epochs falls below
+    ``plateau_threshold``, at least ``max(prune_after, min_gap, window)`` epochs after the last growth."""
+
+    name = "plateau"
+    plateau_threshold: float = setting(Number(0, low_open=True), 0.005,
+                                       "grow when the validation loss moves less than this per epoch")
+    min_gap: int = setting(Integer(0), 8, "epochs after a growth step before the next may come")
+    window: int = setting(Integer(1), 5, "epochs over which the validation loss's change is averaged")
+    prune_after: int = setting(Integer(0), 2, "epochs after a split before its eps edges are pruned "
+                                              "(growth waits for them)")
+
+    def setup(self) -> None:
         self.t_last = 0
 
     def delta(self, losses: list[float]) -> float | None:

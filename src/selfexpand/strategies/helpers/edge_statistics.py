@@ -16,10 +16,13 @@ Metrics (per batch): ``abs_grad`` ``|dL/dw|`` (the reference's default), ``grad`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from ..errors import ConfigError
-from .base import GrowthPart
+from ...settings import setting
+from ...validators import Choice
+from ..base import GrowthPart
 
 __all__ = ["EdgeStatistics", "METRICS", "AGGREGATIONS"]
 
@@ -37,15 +40,14 @@ def _quantity(metric: str, conn) -> torch.Tensor:
     return w * w if metric == "weight_sq" else w.abs()
 
 
+@dataclass(eq=False)
 class EdgeStatistics(GrowthPart):
     """Running per-edge sums of ``metric`` over the current epoch's batches."""
 
-    def __init__(self, metric: str = "abs_grad", aggregation: str = "mean"):
-        if metric not in METRICS:
-            raise ConfigError(f"metric must be one of {list(METRICS)}, got metric={metric!r}")
-        if aggregation not in AGGREGATIONS:
-            raise ConfigError(f"aggregation must be one of {list(AGGREGATIONS)}, got aggregation={aggregation!r}")
-        self.metric, self.aggregation = metric, aggregation
+    metric: str = setting(Choice(*METRICS), "abs_grad", "per-edge quantity scored after every batch")
+    aggregation: str = setting(Choice(*AGGREGATIONS), "mean", "score of an edge over the epoch's batches")
+
+    def setup(self) -> None:
         self._sums: dict[str, tuple] = {}
         self._shifts: dict[str, torch.Tensor] = {}  # variance: each edge's first quantity
         self._batches = 0
@@ -56,7 +58,7 @@ class EdgeStatistics(GrowthPart):
         return [name for name, c in model.connections.items()
                 if c.target == model.output_name or c.provisional is not None]
 
-    def on_epoch_begin(self, ctx) -> None:
+    def on_epoch_begin(self, ctx, **kwargs) -> None:
         self._reset(ctx.model)
 
     def _reset(self, model) -> None:
@@ -68,7 +70,7 @@ class EdgeStatistics(GrowthPart):
         self._batches = 0
 
     @torch.no_grad()
-    def on_batch_end(self, ctx) -> None:
+    def on_batch_end(self, ctx, **kwargs) -> None:
         connections = ctx.model.connections
         for name, (_, total, squares) in self._sums.items():
             q = _quantity(self.metric, connections[name])

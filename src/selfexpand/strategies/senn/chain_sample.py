@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import GrowthError
+from ...errors import GrowthError
 
 __all__ = ["ChainSample", "chain_sample", "sample_rows"]
 

@@ -8,32 +8,37 @@ provisional, and the graph is compacted so that its storage follows what is left
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from ..errors import ConfigError
-from ..ops import compact, prune_edges
-from .base import GrowthPart
+from ...ops import compact, prune_edges
+from ...settings import setting
+from ...validators import Integer, Number
+from ..base import GrowthPart
 from .edge_statistics import EdgeStatistics
 
 __all__ = ["EpsEdgePruner"]
 
 
+@dataclass(eq=False)
 class EpsEdgePruner(GrowthPart):
-    def __init__(self, statistics: EdgeStatistics, tau_prune: float = 0.1, prune_after: int = 2):
-        if isinstance(tau_prune, bool) or not isinstance(tau_prune, (int, float)) \
-                or not 0 <= tau_prune <= 1:
-            raise ConfigError(f"tau_prune must be in [0, 1], got tau_prune={tau_prune!r}")
-        if isinstance(prune_after, bool) or not isinstance(prune_after, int) or prune_after < 0:
-            raise ConfigError(f"prune_after must be an integer >= 0, got prune_after={prune_after!r}")
-        self.statistics, self.tau_prune, self.prune_after = statistics, tau_prune, prune_after
+    """Prune a split's eps edges that score below ``tau_prune``, ``prune_after`` epochs after it, by
+    the scores of ``statistics`` (shared with the selector)."""
+
+    statistics: EdgeStatistics
+    tau_prune: float = setting(Number(0, 1), 0.1, "eps edges scoring below this (min-max normalised) are pruned")
+    prune_after: int = setting(Integer(0), 2, "epochs after a split before its eps edges are pruned")
+
+    def setup(self) -> None:
         self.pending: list[list] = []  # [due_epoch, [connections of the split]]
 
-    def on_grow_end(self, ctx, events: list) -> None:
+    def on_grow_end(self, ctx, events: list, reason: str = "", **kwargs) -> None:
         for event in events:
             if event.kind == "split_edges":
                 self.pending.append([ctx.epoch + self.prune_after, list(event.details["connections"])])
 
-    def on_epoch_end(self, ctx) -> list:
+    def on_validation_end(self, ctx, record: dict | None = None, **kwargs) -> list:
         due = {name for epoch, names in self.pending if epoch <= ctx.epoch for name in names}
         if not due:
             return []

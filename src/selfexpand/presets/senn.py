@@ -1,26 +1,15 @@
-"""Presets of SENN, Self-Expanding Neural Networks (ALGORITHMS.md §3, arXiv 2307.04526).
+"""SENN, Self-Expanding Neural Networks (ALGORITHMS.md §3, arXiv 2307.04526).
 
 The reference's four experiments are rows: ``teacher-student`` (1-D regression), ``moons``, and two
 on MNIST. ``senn`` on ``mnist`` is the "4800 per class" experiment (start ``[10]``, capacity
 ``[128]``), ``senn-deep`` on ``mnist`` the "24x24" one (start ``[10]``, capacity ``[64, 64, 64]``);
 both are scaled to fit this 2-core machine (fewer epochs and proposals, Adam; every scaling is a
-comment on its row and in docs/methods.md). SENN brings its own start network
-(:data:`SENN_MODEL_BUILDERS`): tanh hidden layers (the reference's start layers; inserted layers use
-the rational activation) and output weights starting at zero, as the reference.
-``methods.py`` merges these tables into its own.
+comment on its row and in docs/methods.md). The start network (``senn``): tanh hidden layers (the
+reference's start layers; inserted layers use the rational activation) and output weights starting
+at zero, as the reference.
 """
 
-from __future__ import annotations
-
-import torch
-
-from .graph import GrowableNet
-from .strategies.initializers.natural_expansion import NaturalExpansionInitializer
-from .strategies.selectors.natural_expansion import NaturalExpansionSelector
-from .strategies.triggers.checks import CheckTrigger
-from .train.trainer import GrowthMethod
-
-__all__ = ["SENN_DEFAULTS", "SENN_METHODS", "SENN_MODEL_BUILDERS"]
+from .preset import Preset
 
 _SEARCH = dict(proposals=100, search="mala", choice="softmax", bursts=300, steps=10, step_size=0.3,
                ascent_steps=50, ascent_lr=0.1, temperature=0.1, prior_scale="unit", sample_size=1024,
@@ -59,38 +48,13 @@ _MNIST_DEEP = dict(_MNIST, capacity=[64, 64, 64], tau=0.007, alpha=0.25, layer_c
 # digits (1,150 training images): start [10], capacity [64]; a run in well under a minute.
 _DIGITS = dict(_MNIST, epochs=60, batch_size=128, lr=1e-2, capacity=[64], cooldown=3)
 
-SENN_DEFAULTS: dict[str, dict[str, dict]] = {
-    "senn": {"*": _DIGITS, "digits": _DIGITS, "table": _DIGITS, "moons": _MOONS,
-             "teacher-student": _TEACHER, "mnist": _MNIST, "fashion-mnist": _MNIST},
-    "senn-deep": {"*": dict(_DIGITS, capacity=[64, 64, 64]), "mnist": _MNIST_DEEP,
-                  "moons": _MOONS, "teacher-student": dict(_TEACHER, capacity=[128, 128, 128])},
-}
+_PARTS = dict(trigger="checks", selector="natural-expansion", initializer="natural-expansion", start="senn")
 
-
-def _senn(cfg: dict) -> GrowthMethod:
-    selector = NaturalExpansionSelector(
-        tau=cfg["tau"], alpha=cfg["alpha"], capacity=cfg["capacity"], layer_cost_mul=cfg["layer_cost_mul"],
-        layer_cost_per_unit=cfg["layer_cost_per_unit"], layer_cooldown=cfg["layer_cooldown"],
-        proposals=cfg["proposals"], search=cfg["search"], choice=cfg["choice"], bursts=cfg["bursts"],
-        steps=cfg["steps"], step_size=cfg["step_size"], ascent_steps=cfg["ascent_steps"],
-        ascent_lr=cfg["ascent_lr"], temperature=cfg["temperature"], prior_scale=cfg["prior_scale"],
-        sample_size=cfg["sample_size"], damping=cfg["damping"], reproposal=cfg["reproposal"],
-        search_size=cfg["search_size"] or None, depth_score=cfg["depth_score"])
-    return GrowthMethod("senn", trigger=CheckTrigger(cfg["cooldown"], check_last=cfg["check_last"]),
-                        selector=selector, initializer=NaturalExpansionInitializer())
-
-
-SENN_METHODS = {name: _senn for name in SENN_DEFAULTS}
-
-
-def senn_start(cfg: dict, data, seed: int) -> GrowableNet:
-    """``[inputs, *hidden, outputs]`` with tanh hidden layers, ``nn.Linear``-style values from
-    ``seed``, and the output layer's incoming weights at zero (the reference)."""
-    net = GrowableNet.mlp([data.n_features, *cfg["hidden"], data.n_outputs], activation="tanh", seed=seed)
-    with torch.no_grad():
-        for conn in net.incoming(net.output_name):
-            conn.weight.zero_()
-    return net
-
-
-SENN_MODEL_BUILDERS = {name: senn_start for name in SENN_DEFAULTS}
+PRESETS = (
+    Preset("senn", "SENN: the natural expansion score decides when and where to add units and layers",
+           rows={"*": _DIGITS, "digits": _DIGITS, "table": _DIGITS, "moons": _MOONS, "teacher-student": _TEACHER,
+                 "mnist": _MNIST, "fashion-mnist": _MNIST}, **_PARTS),
+    Preset("senn-deep", "SENN with three layer slots (the reference's deep MNIST experiment)",
+           rows={"*": dict(_DIGITS, capacity=[64, 64, 64]), "mnist": _MNIST_DEEP, "moons": _MOONS,
+                 "teacher-student": dict(_TEACHER, capacity=[128, 128, 128])}, **_PARTS),
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
-from .train.callbacks import Callback
+from .callbacks import Callback
 
 __all__ = ["ProgressBar"]
 

@@ -1,0 +1,41 @@
+"""The baselines (ALGORITHMS.md §5) on GroMo's schedule, and the static network.
+
+One hidden layer of 8 units, +6 units after each of the first 11 epochs, 20 epochs of Adam; on
+digits (and the user's tables) +4 units, 40 epochs at lr 1e-2, batch 32. The methods differ only in
+how new units start: random, zero outgoing weights, Net2Net copies, GradMax, Firefly.
+"""
+
+from .preset import Preset
+
+_BASELINE = dict(epochs=20, batch_size=64, lr=1e-3, optimizer="adam", weight_decay=0.0, lr_schedule="constant",
+                 hidden=[8], max_params=None, units=6, every=1, times=11)
+_BASELINE_SMALL = {**_BASELINE, "epochs": 40, "batch_size": 32, "lr": 1e-2, "units": 4}
+
+
+def _rows(**extra) -> dict:
+    return {"*": {**_BASELINE, **extra}, "digits": {**_BASELINE_SMALL, **extra},
+            "table": {**_BASELINE_SMALL, **extra}}
+
+
+def _baseline(name: str, summary: str, initializer: str, **extra) -> Preset:
+    return Preset(name, summary, rows=_rows(**extra), trigger="interval", selector="all-layers",
+                  initializer=initializer)
+
+
+_STATIC_SMALL = dict(epochs=60, batch_size=32, lr=1e-2, optimizer="adam", weight_decay=0.0,
+                     lr_schedule="constant", hidden=[], max_params=None)
+
+PRESETS = (
+    _baseline("random", "new units with random incoming and outgoing weights", "random"),
+    _baseline("zero", "new units with zero outgoing weights (function preserved)", "zero"),
+    _baseline("net2net", "new units as noisy copies of existing ones (Net2Net, function preserved)", "net2net",
+              noise=1e-3),
+    _baseline("gradmax", "new units whose outgoing weights maximise the gradient norm (GradMax)", "gradmax",
+              epsilon=1e-3),
+    _baseline("firefly", "new units and unit splits ranked by the loss decrease they promise (Firefly)", "firefly",
+              candidates_per_unit=4, eps=1e-2, steps=10, splits=True),
+    Preset("static", "no growth: the start network trained as it is",
+           rows={"*": dict(epochs=20, batch_size=128, lr=1e-3, optimizer="adam", weight_decay=0.0,
+                           lr_schedule="constant", hidden=[], max_params=None),
+                 "digits": _STATIC_SMALL, "table": _STATIC_SMALL}),
+)

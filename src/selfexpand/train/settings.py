@@ -1,0 +1,30 @@
+"""The training settings of a run, declared once: the trainer checks its arguments against them and
+a method's row (``selfexpand.presets``) takes its training values through them. Imports no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..settings import Configurable, setting
+from ..validators import Choice, Integer, Number, Optional
+
+__all__ = ["TrainingSettings", "OPTIMIZER_NAMES", "LR_SCHEDULES"]
+
+#: ``gd`` is plain gradient descent (SGD without momentum); ``natural``: SENN's natural gradient.
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop", "gd", "natural")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(eq=False)
+class TrainingSettings(Configurable):
+    """What every run trains with, whatever its method."""
+
+    epochs: int = setting(Integer(1), 10, "training epochs of the run (integration epochs included)")
+    batch_size: int = setting(Integer(1), 64, "training examples per step")
+    lr: float = setting(Number(0, low_open=True), 1e-3, "learning rate")
+    optimizer: str = setting(Choice(*OPTIMIZER_NAMES), "adam", "the optimizer (sgd has momentum 0.9; gd none)")
+    weight_decay: float = setting(Number(0), 0.0, "L2 weight decay of the optimizer")
+    lr_schedule: str = setting(Choice(*LR_SCHEDULES), "constant",
+                               "constant, or cosine: epoch t trains at lr (1 + cos(pi t / epochs)) / 2")
+    max_params: int | None = setting(Optional(Integer(1)), None, "growth never makes params exceed this "
+                                                                 "(null: no bound)")

@@ -1,0 +1,45 @@
+"""Static twins (DESIGN.md glossary): a finished run's final architecture, freshly initialised, trained
+for the same number of epochs with the same optimizer, data and seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .checkpoint import load_checkpoint
+from .errors import ConfigError
+from .graph import GrowableNet
+from .graph.init import reinitialize
+from .ops import remove_units
+
+__all__ = ["twin_model", "without_size_control"]
+
+
+def twin_model(run_dir: str | Path, seed: int) -> GrowableNet:
+    """The final architecture of the run in ``run_dir`` with fresh values drawn from ``seed``; a
+    size-controlled run's sized layers keep only their live units (:func:`without_size_control`)."""
+    source = load_checkpoint(Path(run_dir) / "model.safetensors").model
+    model = without_size_control(GrowableNet.from_spec(source.spec(), source.state_dict()))
+    reinitialize(model, seed)
+    return model
+
+
+def without_size_control(net: GrowableNet) -> GrowableNet:
+    """The final architecture of a size-controlled run, for its static twin: every layer with a size
+    modulator keeps only its live units (a prefix: those whose factor is above 0) and loses the
+    modulator. Values are left as they are; the caller draws fresh ones.
+
+    Raises:
+        ConfigError: a sized layer ended with no live unit (the run has no static twin).
+    """
+    for name in net.hidden_layers():
+        layer = net.layers[name]
+        if layer.modulator is None or not hasattr(layer.modulator, "live_count"):
+            continue
+        dead = (~layer.live_units()).nonzero().flatten()
+        if dead.numel() == layer.size:
+            raise ConfigError(f"layer {name!r} of the run ended with no live unit, so the run has no static twin")
+        if dead.numel():
+            remove_units(net, name, dead)
+        layer.modulator = None
+    net.invalidate()
+    return net
