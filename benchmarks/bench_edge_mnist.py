@@ -1,6 +1,6 @@
 """Edge expansion on MNIST (or Fashion-MNIST) against an equal-parameter dense MLP, in one run.
 
-For every seed: the edge-expansion run (from 784 -> 10, the dataset's preset of ``methods.py`` plus
+For every seed: the edge-expansion run (from 784 -> 10, the dataset's preset of ``selfexpand.presets`` plus
 ``--set`` overrides and ``--max-params``), then a dense 784-H-10 MLP whose ``params`` equal the grown
 network's, trained the same epochs with the same optimizer, batch size and learning rate. Then the
 speed of one epoch of each final network, alternated ``--timing-rounds`` times in this process, and
@@ -24,7 +24,7 @@ import torch
 
 from selfexpand.data import load_dataset
 from selfexpand.graph import GrowableNet
-from selfexpand.methods import build_method, resolve_config
+from selfexpand.presets import build_method, resolve_config
 from selfexpand.train.trainer import Trainer
 
 

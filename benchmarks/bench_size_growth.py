@@ -29,7 +29,7 @@ import torch
 
 from selfexpand.data import load_dataset
 from selfexpand.graph.size_nets import size_weight_net
-from selfexpand.methods import build_method, resolve_config
+from selfexpand.presets import build_method, resolve_config
 from selfexpand.sweep import run_sweep
 from selfexpand.train.trainer import Trainer
 

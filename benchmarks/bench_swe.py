@@ -1,7 +1,7 @@
 """SWE, SVoD + random, SVoD + zero and the static twin of the SWE run, side by side (issue #13).
 
 Every system runs through ``selfexpand.runs.train_run`` on the same data split and seed, with the
-method presets of ``selfexpand.methods`` (the reference protocol for MNIST and Fashion-MNIST: start
+method presets of ``selfexpand.presets`` (the reference protocol for MNIST and Fashion-MNIST: start
 784-62-62-62-10, 3 rounds of at most 8 epochs, B = 36, 47, Adam lr 1e-3 with weight decay 1e-4, batch
 100). Per run it records the test accuracy, the inactivity figures (DESIGN.md: dead, silent,
 inactive) for new units and all units, the validation accuracy just before each growth step and

@@ -26,7 +26,7 @@ Systems (``--systems``, comma-separated):
   overhead without its growth).
 * ``static``: this library's ``static`` method, 784-74-10, same epochs / batch / lr.
 * ``random``, ``zero``, ``net2net``, ``gradmax``, ``firefly``: this library's presets on GroMo's schedule
-  (``selfexpand.methods``, through ``Trainer.fit`` as ``selfexpand.runs.train_run`` builds it, without the
+  (``selfexpand.presets``, through ``Trainer.fit`` as ``selfexpand.runs.train_run`` builds it, without the
   run directory writing). ``NAME[key=value,...]`` runs a preset with overrides (``resolve_config``
   settings, e.g. ``gradmax[lr=2e-3,lr_schedule=cosine]``).
 
@@ -62,7 +62,7 @@ import torch.nn.functional as F
 
 from selfexpand.data import load_dataset
 from selfexpand.graph import GrowableNet
-from selfexpand.methods import build_method, resolve_config
+from selfexpand.presets import build_method, resolve_config
 from selfexpand.train.metrics import evaluate
 from selfexpand.train.trainer import Trainer
 

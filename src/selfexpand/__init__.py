@@ -19,7 +19,7 @@ _EXPORTS = {
     "GrowableNet": "graph", "GrowthEvent": "ops",
     "Trigger": "strategies", "Selector": "strategies", "Initializer": "strategies", "Site": "strategies",
     "Decision": "strategies", "GrowthMethod": "strategies", "register_part": "strategies",
-    "Trainer": "train", "Callback": "train",
+    "Trainer": "train", "Callback": "train", "setting": "settings",
     "load_dataset": "data", "Dataset": "data",
     "method_names": "presets", "resolve_config": "presets", "build_method": "presets",
     "register_method": "presets", "Preset": "presets",

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,8 @@ import torch
 import yaml
 
 from clikit import read_summary, run_ok
+
+from selfexpand import load_run
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide.md"
 
@@ -40,12 +45,13 @@ def test_guide_has_the_training_loop_example():
 
 @pytest.fixture(scope="module")
 def ran_blocks(tmp_path_factory) -> list[tuple[str, dict, str]]:
-    """Every ```python block of the guide run once, in a fresh folder: (code, globals, stdout)."""
+    """Every ```python block of the guide run once, in a fresh folder: (code, globals, stdout). The
+    parts and methods the blocks register are unregistered afterwards."""
     folder = tmp_path_factory.mktemp("guide")
     ran = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: one thread is many times faster on a busy machine
-    with _chdir(folder), _restore_threads(threads):
+    with _chdir(folder), _restore_threads(threads), _registries_restored():
         for index, code in enumerate(_blocks("python")):
             script = folder / f"guide_block_{index}.py"
             script.write_text(code)
@@ -54,6 +60,22 @@ def ran_blocks(tmp_path_factory) -> list[tuple[str, dict, str]]:
                 names = runpy.run_path(str(script), run_name="__main__")
             ran.append((code, names, out.getvalue()))
     return ran
+
+
+@contextlib.contextmanager
+def _registries_restored():
+    from selfexpand.presets import registry as methods
+    from selfexpand.strategies import registry as parts
+
+    saved = ({kind: dict(names) for kind, names in parts._PARTS.items()}, dict(methods._METHODS))
+    try:
+        yield
+    finally:
+        for kind, names in saved[0].items():
+            parts._PARTS[kind].clear()
+            parts._PARTS[kind].update(names)
+        methods._METHODS.clear()
+        methods._METHODS.update(saved[1])
 
 
 @contextlib.contextmanager
@@ -107,6 +129,47 @@ def test_run_example_predicts_like_the_cli(ran_blocks, capsys):
     printed = [int(v) for v in capsys.readouterr().out.split()]
     assert printed == names["decode_labels"](names["prep"], names["logits"].argmax(1))
     assert str(printed) in out
+
+
+def test_custom_part_example_grows_resumes_and_is_stored_by_name(ran_blocks):
+    (code, names, out) = next(b for b in ran_blocks if "register_part" in b[0])
+    run_dir = Path(names["__file__"]).parent / names["run_dir"]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())["resolved"]
+    assert (config["trigger"], config["selector"], config["initializer"]) == ("every-k", "all-layers",
+                                                                              "small-outgoing")
+    assert config["k"] == 2 and config["times"] == 2 and config["scale"] == 0.01 and config["units"] == 4
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    growth = [r for r in history if r["type"] == "growth"]
+    assert [r["epoch"] for r in growth] == [2, 4] and all(r["units_added"] == 4 for r in growth)
+    summary = names["summary"]  # after the resume to 8 epochs: the trigger's count came back, no 3rd growth
+    assert summary["epochs"] == 8 and summary["growth_events"] == 2 and summary["units_added"] == 8
+    model = load_run(run_dir)[0]
+    outgoing = model.connections["h1_to_output"].weight.detach()[:, 16:]  # the 8 new units' columns
+    assert 0 < float(outgoing.abs().max()) < 0.5  # small, random, and trained a little
+    assert "growth steps" in out and "resumed to 8 epochs" in out
+
+
+def test_a_run_naming_an_unregistered_part_or_method_is_refused_on_resume(ran_blocks, tmp_path):
+    (code, names, _) = next(b for b in ran_blocks if "register_part" in b[0])
+    run_dir = Path(names["__file__"]).parent / names["run_dir"]
+    script = (f"from selfexpand.runs import resume_run\n"
+              f"resume_run({str(run_dir)!r}, epochs=9)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "ConfigError: method must be one of" in done.stderr
+    assert "got method='every-k-small'" in done.stderr
+    swapped = tmp_path / "swapped"
+    (swapped / "checkpoint").mkdir(parents=True)
+    for name in ("config.yaml", "checkpoint/last.safetensors"):
+        (swapped / name).write_bytes((run_dir / name).read_bytes())
+    config = yaml.safe_load((swapped / "config.yaml").read_text())
+    config["method"] = "zero"  # the built-in baseline with the guide's trigger swapped in
+    config["resolved"] = {k: v for k, v in config["resolved"].items() if k != "scale"}
+    config["resolved"]["initializer"] = "zero"
+    (swapped / "config.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-c", script.replace(str(run_dir), str(swapped))],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "got trigger='every-k'" in done.stderr
+    assert "register_part" in done.stderr  # the message says how to make it known
 
 
 def test_yaml_config_example_is_accepted(tmp_path):
