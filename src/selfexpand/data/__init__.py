@@ -5,7 +5,8 @@
 ``fashion-mnist``, ``emnist-letters`` and ``cifar10`` (files under ``data_dir`` or
 ``$SELFEXPAND_DATA``); the synthetic tasks ``bessel``, ``bessel-sum``, ``cubic``, ``quadratic``,
 ``gaussian-mixture``, ``step-sine`` and ``spirals`` (``data/synthetic.py``, generated, with options);
-any ``.csv`` (with ``target=``) or ``.npz`` (``X``, ``y``) path.
+SENN's ``moons`` and ``teacher-student`` (``data/senn_tasks.py``, generated); any ``.csv`` (with
+``target=``) or ``.npz`` (``X``, ``y``) path. ``dataset_names()`` lists the registered names.
 """
 
 from __future__ import annotations
