@@ -6,6 +6,7 @@ Plain data, no torch: listing the methods or reading a row imports nothing heavy
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..validators import one_of
 from . import baselines, edge, senn, size, swe
 from .preset import Preset
 
@@ -43,6 +44,4 @@ def get_preset(name: str) -> Preset:
     Raises:
         ConfigError: an unknown name (the message lists the known ones).
     """
-    if name not in _METHODS:
-        raise ConfigError(f"method must be one of {method_names()}, got method={name!r}")
-    return _METHODS[name]
+    return _METHODS[one_of("method", name, method_names())]

@@ -13,11 +13,10 @@ from typing import ClassVar
 
 import torch
 
-from ..errors import ConfigError
 from ..graph import GrowableNet, front_for
 from ..graph.size_nets import controller_mask_net, size_weight_net
 from ..settings import Configurable, same_setting, setting
-from ..validators import Boolean, Integer, IntegerList, Number
+from ..validators import Boolean, Integer, IntegerList, Number, one_of
 
 __all__ = ["STARTS", "start_class", "MLPStart", "SennStart", "SizeWeightStart", "ControllerMaskStart"]
 
@@ -99,6 +98,4 @@ def start_class(name: str) -> type:
     Raises:
         ConfigError: an unknown name (the message lists the known ones).
     """
-    if name not in STARTS:
-        raise ConfigError(f"start must be one of {sorted(STARTS)}, got start={name!r}")
-    return STARTS[name]
+    return STARTS[one_of("start", name, sorted(STARTS))]
