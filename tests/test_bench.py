@@ -95,3 +95,11 @@ def test_cli_bench_set_with_a_key_the_method_lacks_fails_its_runs(tmp_path, caps
     code = main(["bench", "--dataset", "digits", "--methods", "zero", "--epochs", "1", "--set", "nope=1",
                  "--out", str(tmp_path / "b"), "--quiet"])
     assert code == 1 and "nope" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kwargs, name", [({"seeds": True}, "seeds"), ({"jobs": True}, "jobs"),
+                                          ({"jobs": 0}, "jobs"), ({"threads": -1}, "threads")])
+def test_run_bench_refuses_bad_counts(kwargs, name):
+    args = {"seeds": 1, **kwargs}
+    with pytest.raises(ConfigError, match=f"{name} must be .*, got {name}="):
+        run_bench("digits", ["zero"], args.pop("seeds"), "/tmp/unused", **args)

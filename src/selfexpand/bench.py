@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ConfigError
+from .validators import Integer, Optional, positive_int
 
 __all__ = ["BENCH_COLUMNS", "run_bench", "write_bench"]
 
@@ -79,16 +80,17 @@ def run_bench(dataset: str, methods: list[str], seeds: int, out: str | Path, *, 
         The rows, in method and seed order.
 
     Raises:
-        ConfigError: an unknown method, no method, or ``seeds`` / ``jobs`` below 1.
+        ConfigError: an unknown method, no method, ``seeds`` / ``jobs`` not a positive integer, or
+            ``threads`` neither None nor an integer >= 0 (0 and None leave torch's own count).
     """
     from .presets import method_names
 
     unknown = [m for m in methods if m not in method_names()]
     if not methods or unknown:
         raise ConfigError(f"methods must be names from {method_names()}, got methods={methods!r}")
-    for name, value in (("seeds", seeds), ("jobs", jobs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
+    positive_int("seeds", seeds)
+    positive_int("jobs", jobs)
+    Optional(Integer(0))("threads", threads)
     root = Path(out) / "runs"
     root.mkdir(parents=True, exist_ok=True)
     tasks = [(m, dataset, s, epochs, str(root), data_dir, threads, settings) for m in methods for s in range(seeds)]

@@ -13,6 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
+from .errors import ConfigError
+from .validators import Integer, Number
+
 __all__ = ["main"]
 
 
@@ -25,24 +28,22 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _number(kind, rule: str, ok):
-    """An argparse type: ``kind(text)`` that must satisfy ``ok``, else ``rule`` echoing the text."""
+def _typed(rule):
+    """An argparse type: the text read and checked by the validator ``rule`` (YAML, as ``--set``
+    reads it); a refused value states the rule and echoes the text as typed."""
 
     def parse(text: str):
         try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
-        return value
+            return rule.parse("value", text)
+        except ConfigError:
+            raise argparse.ArgumentTypeError(f"must be {rule.describe()}, got {text!r}") from None
 
     return parse
 
 
-_positive_int = _number(int, "a positive integer", lambda v: v >= 1)
-_positive_float = _number(float, "a positive number", lambda v: v > 0)
-_fraction = _number(float, "a number in (0, 1)", lambda v: 0 < v < 1)
+_positive_int = _typed(Integer(1))
+_positive_float = _typed(Number(0, low_open=True))
+_fraction = _typed(Number(0, 1, low_open=True, high_open=True))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,7 +8,8 @@ text)`` reads a value typed on the command line (``--set key=value``: YAML, so `
 ``true`` and ``null`` work; there an integral number such as ``1e3`` is taken as an integer) before
 checking it. Setting declarations (``selfexpand.settings``) hold
 a rule each; the helpers ``positive_int``, ``integer``, ``number``, ``one_of`` and ``boolean`` serve
-every other place a user's value enters. A ``bool`` is never accepted as a number or a size.
+every other place a user's value enters (``integer_like`` also takes NumPy integers, ``integer_list``
+any iterable). A ``bool`` is never accepted as a number or a size.
 
 Imports nothing of the package but its errors (and no torch).
 """
@@ -16,12 +17,13 @@ Imports nothing of the package but its errors (and no torch).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Iterable
 
 from .errors import ConfigError
 
 __all__ = ["Rule", "Integer", "Number", "Choice", "Boolean", "IntegerList", "Text", "Optional",
-           "parse_text", "positive_int", "integer", "number", "one_of", "boolean"]
+           "parse_text", "positive_int", "integer", "integer_like", "integer_list", "number", "one_of", "boolean"]
 
 
 def parse_text(text: str) -> Any:
@@ -219,6 +221,23 @@ def integer(name: str, value, low: int | None = None, high: int | None = None) -
     return Integer(low, high)(name, value)
 
 
+def integer_like(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer in ``[low, high]``, a NumPy integer included (a
+    seed read from an array); never a bool. The message echoes the value as given."""
+    rule = Integer(low, high)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and rule.accept(int(value))[0]:
+        return int(value)
+    raise ConfigError(f"{name} must be {rule.describe()}, got {name}={value!r}")
+
+
+def integer_list(name: str, value, low: int = 1, *, min_length: int = 0) -> list[int]:
+    """``value`` as a list of integers, each ``>= low``, at least ``min_length`` of them: a list, a
+    tuple or another iterable (not a string), or a single integer (a list of one)."""
+    if not isinstance(value, (list, tuple, str, bytes, int)) and hasattr(value, "__iter__"):
+        value = list(value)
+    return IntegerList(low, min_length=min_length)(name, value)
+
+
 def number(name: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
            high_open: bool = False) -> float:
     """``value`` as a float if it is a finite number in the interval."""
@@ -233,3 +252,4 @@ def one_of(name: str, value, options: Iterable):
 def boolean(name: str, value) -> bool:
     """``value`` if it is ``True`` or ``False``."""
     return Boolean()(name, value)
+

@@ -28,6 +28,11 @@ CASES = [
     ("epochs-not-a-number", ["train", "--epochs", "abc"], {}, ["--epochs", "'abc'"]),
     ("batch-size-zero", ["train", "--batch-size", "0"], {}, ["--batch-size", "'0'"]),
     ("lr-zero", ["train", "--lr", "0"], {}, ["--lr", "'0'"]),
+    ("lr-infinite", ["train", "--lr", "inf"], {}, ["--lr", "must be a number > 0", "'inf'"]),
+    ("epochs-fractional", ["train", "--epochs", "2.5"], {}, ["--epochs", "must be a positive integer", "'2.5'"]),
+    ("epochs-bool", ["train", "--epochs", "true"], {}, ["--epochs", "'true'"]),
+    ("val-fraction-nan", ["train", "--val-fraction", "nan"], {}, ["--val-fraction", "must be a number in (0, 1)",
+                                                                  "'nan'"]),
     ("set-unknown-key", ["train", "--set", "bogus=1"], {}, ["'bogus'", "tau", "max_new"]),
     ("set-bad-value-type", ["train", "--set", "tau=abc"], {}, ["tau", "'abc'"]),
     ("set-without-equals", ["train", "--set", "tau"], {}, ["KEY=VALUE", "'tau'"]),
@@ -158,3 +163,18 @@ def test_process_console_script_inspects_a_run(grown_run, tmp_path):
                           text=True, timeout=120, env=_env())
     assert proc.returncode == 0, proc.stderr
     assert "layers (topological order):" in proc.stdout and "growth events:" in proc.stdout
+
+
+def test_number_options_read_values_as_set_does():
+    """``--epochs`` / ``--lr`` / ``--val-fraction`` check with the validator rules, reading text as ``--set``."""
+    import argparse
+
+    from selfexpand.cli import _fraction, _positive_float, _positive_int
+
+    assert (_positive_int("3"), _positive_int("1e3"), _positive_int("4.0")) == (3, 1000, 4)
+    assert type(_positive_float("1")) is float and _positive_float("5e-3") == 0.005
+    assert _fraction(".25") == 0.25
+    for parse, text in ((_positive_int, "0"), (_positive_int, "true"), (_positive_float, "inf"),
+                        (_positive_float, "-1"), (_fraction, "1"), (_fraction, "nan")):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"got {text!r}"):
+            parse(text)

@@ -137,10 +137,17 @@ def test_teachers_differ_and_are_mostly_far_from_linear():
     ("moons", {"points": 0}, r"points must be a positive integer, got points=0"),
     ("moons", {"test_points": -3}, r"test_points must be a positive integer, got test_points=-3"),
     ("moons", {"arms": 3}, "takes the options data_seed, noise, points, test_points"),
-    ("teacher-student", {"noise": float("nan")}, "noise must be a number >= 0"),
+    ("teacher-student", {"noise": float("nan")}, r"noise must be a finite number \(like 0.0\), got noise=nan"),
     ("teacher-student", {"data_seed": -1}, r"data_seed must be an integer >= 0, got data_seed=-1"),
     ("teacher-student", {"points": 2.5}, r"points must be an integer"),
 ])
 def test_bad_options_name_the_rule_and_value(name, options, words):
     with pytest.raises(ConfigError, match=words):
         load_dataset(name, options=options)
+
+
+def test_a_numpy_integer_seed_is_a_seed():
+    for a, b in zip(teacher_network(np.int64(3)), teacher_network(3)):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(ConfigError, match="data_seed must be an integer >= 0, got data_seed=True"):
+        teacher_network(True)

@@ -137,3 +137,18 @@ def test_a_loader_may_bring_its_own_validation_set(monkeypatch):
     data = load_dataset("own-validation-test")
     assert data.x_train.shape == (10, 1) and data.x_val.shape == (3, 1) and data.x_test.shape == (4, 1)
     assert float(data.x_val.min()) == 100
+
+
+@pytest.mark.parametrize("name, options, words", [
+    ("bessel", {"data_seed": -1}, "data_seed must be an integer >= 0, got data_seed=-1"),
+    ("spirals", {"data_seed": -2}, "data_seed must be an integer >= 0, got data_seed=-2"),
+    ("spirals", {"arms": True}, r"arms must be an integer \(like 3\), got arms=True"),
+    ("spirals", {"noise": "nan"}, r"noise must be a finite number \(like 0.2\), got noise='nan'"),
+])
+def test_bad_options_raise_config_error(name, options, words):
+    with pytest.raises(ConfigError, match=words):
+        load_dataset(name, options=options)
+
+
+def test_integral_text_is_an_integer_option_as_with_set():
+    assert load_dataset("spirals", options={"arms": "4.0", "points": "1e1"}).x_train.shape == (40, 2)

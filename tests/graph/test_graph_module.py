@@ -175,3 +175,20 @@ def test_unregistered_activation_cannot_be_specified():
     net.layers["h1"].activation = nn.Hardswish()
     with pytest.raises(ConfigError, match="register_activation"):
         net.spec()
+
+
+@pytest.mark.parametrize("sizes, name", [((True, 3), "input_size"), ((3, False), "output_size"),
+                                         ((0, 3), "input_size"), ((3, 2.0), "output_size")])
+def test_sizes_must_be_positive_integers_not_bools(sizes, name):
+    with pytest.raises(ConfigError, match=f"{name} must be a positive integer, got {name}="):
+        GrowableNet(*sizes)
+
+
+@pytest.mark.parametrize("widths", [[4, True, 2], [True, 2], [4], (4, 0, 2), 4])
+def test_mlp_widths_must_be_two_or_more_positive_integers(widths):
+    with pytest.raises(ConfigError, match="widths must be a list of at least 2 positive integers, got widths="):
+        GrowableNet.mlp(widths)
+
+
+def test_mlp_takes_any_sequence_of_widths():
+    assert GrowableNet.mlp((4, 3, 2), seed=0).widths() == GrowableNet.mlp(iter([4, 3, 2]), seed=0).widths() == [4, 3, 2]

@@ -231,14 +231,18 @@ def test_growth_ops_resize_the_modulators():
 
 
 @pytest.mark.parametrize("make, words", [
-    (lambda: SizeWeightModulator(3, dn=0.0), "dn must be > 0"),
-    (lambda: SizeWeightModulator(3, dn=-1), "dn must be > 0"),
-    (lambda: SizeWeightModulator(3, size_lambda=-0.1), "size_lambda must be >= 0"),
+    (lambda: SizeWeightModulator(3, dn=0.0), "dn must be a number > 0, got dn=0.0"),
+    (lambda: SizeWeightModulator(3, dn=-1), "dn must be a number > 0, got dn=-1"),
+    (lambda: SizeWeightModulator(3, size_lambda=-0.1), "size_lambda must be a number >= 0"),
     (lambda: SizeWeightModulator(3, n_inf=float("nan")), "n_inf must be a finite number"),
     (lambda: SizeWeightModulator(3, n_start="0"), "n_start must be a finite number"),
-    (lambda: ControllerMaskModulator(3, size_weight=-1.0), "size_weight must be >= 0"),
+    (lambda: ControllerMaskModulator(3, size_weight=-1.0), "size_weight must be a number >= 0"),
     (lambda: ControllerMaskModulator(3, c_start=float("inf")), "c_start must be a finite number"),
     (lambda: ControllerMaskModulator(3, reference_defects="yes"), "reference_defects must be true or false"),
+    (lambda: SizeWeightModulator(3, dn=True), "dn must be a number > 0, got dn=True"),
+    (lambda: SizeWeightModulator(3, n_start=float("nan")), "n_start must be a finite number, got n_start=nan"),
+    (lambda: ControllerMaskModulator(3, reference_defects=1), "reference_defects must be true or false"),
+    (lambda: size_weight_net(True, 1), "n_in must be a positive integer, got n_in=True"),
     (lambda: size_weight_net(0, 1), "n_in must be a positive integer"),
     (lambda: controller_mask_net(2, 3, n_max=0), "n_max must be a positive integer"),
 ])

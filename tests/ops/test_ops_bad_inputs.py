@@ -56,6 +56,16 @@ def identity(connection, **kw):
     return lambda net, opt: ops.insert_identity_layer(net, connection, optimizer=opt, **kw)
 
 
+def copy_units(layer="h1", sources=(0,), **kw):
+    return lambda net, opt: ops.split_units(net, layer, list(sources), optimizer=opt, **kw)
+
+
+def donate(layer="h1", n_new=1, **kw):
+    from selfexpand.ops.donations import attach_donations
+
+    return lambda net, opt: attach_donations(net, layer, n_new, optimizer=opt, **kw)
+
+
 def insert(size, w_in_shape=(2, 4), b_shape=(2,), w_out_shape=(5, 2), fill=0.5, activation="relu"):
     def run(net, opt):
         return ops.insert_layer(net, "input_to_h1", size, weight_in=torch.full(w_in_shape, fill),
@@ -103,9 +113,22 @@ BAD = [
     ("split: repeated edge", split([("h1_to_output", 1, 2), ("h1_to_output", 1, 2)], eps=0.0),
      GrowthError, ["must be distinct", "(1, 2)"]),
     ("split: negative eps", split([("h1_to_output", 1, 2)], eps=-1e-8), ConfigError,
-     ["eps must be a finite number >= 0", "eps=-1e-08"]),
+     ["eps must be a number >= 0", "eps=-1e-08"]),
     ("split: NaN eps", split([("h1_to_output", 1, 2)], eps=NAN), ConfigError,
-     ["eps must be a finite number >= 0", "eps=nan"]),
+     ["eps must be a number >= 0", "eps=nan"]),
+    ("split: signed not a bool", split([("h1_to_output", 1, 2)], signed="yes"), ConfigError,
+     ["signed must be true or false", "signed='yes'"]),
+    ("split: eps True", split([("h1_to_output", 1, 2)], eps=True), ConfigError, ["eps must be a number >= 0",
+                                                                                  "eps=True"]),
+    ("split_units: negative noise", copy_units(noise=-0.1), ConfigError,
+     ["noise must be a number >= 0", "noise=-0.1"]),
+    ("split_units: NaN noise", copy_units(noise=NAN), ConfigError, ["noise must be a number >= 0", "noise=nan"]),
+    ("donations: negative std", donate(std=-1e-4), ConfigError, ["std must be a number >= 0", "std=-0.0001"]),
+    ("donations: n_new True", donate(n_new=True), ConfigError, ["n_new must be a positive integer", "n_new=True"]),
+    ("donations: max_entries 0", donate(max_entries=0), ConfigError,
+     ["max_entries must be a positive integer", "max_entries=0"]),
+    ("donations: lr_scale 0", donate(lr_scale=0.0), ConfigError,
+     ["lr_scale must be a number > 0 or null", "lr_scale=0.0"]),
     ("split: unknown connection", split([("nope", 0, 0)]), GrowthError,
      ["connection must be one of", "'nope'"]),
     ("split: row out of range", split([("h1_to_output", 3, 0)]), GrowthError,
@@ -193,7 +216,7 @@ def test_the_table_is_wide():
     assert len({b[0] for b in BAD}) == len(BAD) >= 10
 
 
-@pytest.mark.parametrize("widths", [[0, 3], [3], [3, -1, 2], [3, 2.5, 2]])
+@pytest.mark.parametrize("widths", [[0, 3], [3], [3, -1, 2], [3, 2.5, 2], [4, True, 2], 5])
 def test_bad_mlp_widths(widths):
     with pytest.raises(ConfigError, match="widths="):
         GrowableNet.mlp(widths)

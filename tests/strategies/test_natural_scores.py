@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from selfexpand.errors import ConfigError
 from selfexpand.strategies.senn.natural_scores import (
     LayerStats,
     _scores_general,
@@ -14,6 +15,7 @@ from selfexpand.strategies.senn.natural_scores import (
     layer_stats,
     natural_score,
     output_gradient_moment,
+    tied_expansion_score,
 )
 
 F64 = torch.float64
@@ -224,8 +226,9 @@ def test_damp_and_output_gradient_moment():
 @pytest.mark.parametrize("call, match", [
     (lambda s: expansion_scores(s, torch.zeros(2, 30, dtype=F64)), "f must be"),
     (lambda s: expansion_scores(s, torch.zeros(2, 29, 1, dtype=F64)), "N=30"),
-    (lambda s: expansion_scores(s, torch.zeros(2, 30, 1, dtype=F64), eps=-1.0), "eps must be >= 0"),
-    (lambda s: damp(torch.eye(2, dtype=F64), rel=-0.1), "rel must be >= 0"),
+    (lambda s: expansion_scores(s, torch.zeros(2, 30, 1, dtype=F64), eps=-1.0),
+     "eps must be a number >= 0, got eps=-1.0"),
+    (lambda s: damp(torch.eye(2, dtype=F64), rel=-0.1), "rel must be a number >= 0, got rel=-0.1"),
     (lambda s: damp(torch.zeros(2, 3, dtype=F64)), "square"),
     (lambda s: layer_stats(torch.zeros(30, 2, dtype=F64), torch.zeros(29, 2, dtype=F64),
                            torch.eye(2, dtype=F64)), "shapes must be"),
@@ -253,3 +256,27 @@ def test_tied_score_equals_the_exact_score_for_free_outgoing_weights_and_is_lowe
     u = _randn(g, n_out, k)  # each feature's outgoing weights fixed along u[:, j], one shared parameter
     tied = torch.einsum("nk,ok->no", f[0], u).unsqueeze(-1)
     assert tied_expansion_score(stats, tied, G) <= exact[0] * (1 + 1e-9) + 1e-12
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda s: expansion_scores(s, torch.zeros(2, 30, 1, dtype=F64), eps=float("nan")), "eps"),
+    (lambda s: expansion_scores(s, torch.zeros(2, 30, 1, dtype=F64), eps=float("inf")), "eps"),
+    (lambda s: damp(torch.eye(2, dtype=F64), rel=True), "rel"),
+    (lambda s: damp(torch.eye(2, dtype=F64), rel=float("nan")), "rel"),
+    (lambda s: natural_score(torch.zeros(2, 2, dtype=F64), torch.eye(2, dtype=F64), torch.eye(2, dtype=F64),
+                             rtol=-1.0), "rtol"),
+    (lambda s: tied_expansion_score(s, torch.zeros(30, 2, 1, dtype=F64), torch.eye(2, dtype=F64), eps=-1e-3),
+     "eps"),
+])
+def test_bad_settings_raise_config_error_naming_the_setting(call, name):
+    a = _with_ones(_randn(_gen(9), 30, 2))
+    stats = layer_stats(a, _randn(_gen(10), 30, 2), torch.eye(2, dtype=F64))
+    with pytest.raises(ConfigError, match=f"^{name} must be a number >= 0, got {name}="):
+        call(stats)
+
+
+def test_bad_tensors_raise_config_error():
+    with pytest.raises(ConfigError, match="square"):
+        damp(torch.zeros(2, 3, dtype=F64))
+    with pytest.raises(ConfigError, match="a must be a floating-point tensor"):
+        layer_stats(torch.zeros(30, 2, dtype=torch.long), torch.zeros(30, 2, dtype=F64), torch.eye(2, dtype=F64))

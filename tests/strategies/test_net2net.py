@@ -60,15 +60,16 @@ def test_split_units_without_noise_halves_exactly():
     assert torch.equal(new_out[:, 1], w_out[:, 1] / 2) and torch.equal(new_out[:, 3], w_out[:, 1] / 2)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"sources": []}, "sources"), ({"sources": [3]}, "sources"), ({"sources": [-1]}, "sources"),
-    ({"sources": [0], "noise": -1.0}, "noise"), ({"layer": "output", "sources": [0]}, "hidden layer"),
+@pytest.mark.parametrize("kwargs, match, error", [
+    ({"sources": []}, "sources", GrowthError), ({"sources": [3]}, "sources", GrowthError),
+    ({"sources": [-1]}, "sources", GrowthError), ({"sources": [0], "noise": -1.0}, "noise=-1.0", ConfigError),
+    ({"layer": "output", "sources": [0]}, "hidden layer", GrowthError),
 ])
-def test_split_units_refuses_cleanly(kwargs, match):
+def test_split_units_refuses_cleanly(kwargs, match, error):
     net = GrowableNet.mlp([4, 3, 2], seed=0)
     spec, state = net.spec(), {k: v.clone() for k, v in net.state_dict().items()}
     kwargs = {"layer": "h1", **kwargs}
-    with pytest.raises(GrowthError, match=match):
+    with pytest.raises(error, match=match):
         split_units(net, kwargs.pop("layer"), kwargs.pop("sources"), **kwargs)
     assert net.spec() == spec and all(torch.equal(net.state_dict()[k], v) for k, v in state.items())
 

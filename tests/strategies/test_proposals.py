@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from selfexpand.errors import ConfigError
 from selfexpand.strategies.senn.proposals import best_choice, gradient_ascent, mala, softmax_choice
 
 F64 = torch.float64
@@ -140,9 +141,9 @@ def test_softmax_choice_is_deterministic_under_a_seed():
     (torch.tensor([-math.inf, -math.inf]), 1.0, "at least one score must be finite"),
     (torch.tensor([]), 1.0, "non-empty 1-D"),
     (torch.zeros(2, 2), 1.0, "non-empty 1-D"),
-    (torch.tensor([1.0]), -0.1, "temperature must be finite and >= 0"),
-    (torch.tensor([1.0]), math.nan, "temperature must be finite and >= 0"),
-    (torch.tensor([1.0]), math.inf, "temperature must be finite and >= 0"),
+    (torch.tensor([1.0]), -0.1, "temperature must be a number >= 0, got temperature=-0.1"),
+    (torch.tensor([1.0]), math.nan, "temperature must be a number >= 0, got temperature=nan"),
+    (torch.tensor([1.0]), math.inf, "temperature must be a number >= 0, got temperature=inf"),
 ])
 def test_softmax_choice_rejects_bad_input(scores, temperature, match):
     with pytest.raises(ValueError, match=match):
@@ -160,11 +161,11 @@ _INIT = torch.zeros(4, 2, dtype=F64)
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(bursts=0, steps=1), "bursts must be an integer >= 1"),
-    (dict(bursts=1, steps=2.5), "steps must be an integer >= 1"),
-    (dict(bursts=1, steps=1, step_size=0.0), "step_size must be finite and > 0"),
-    (dict(bursts=1, steps=1, step_size=math.inf), "step_size must be finite and > 0"),
-    (dict(bursts=1, steps=1, target_accept=1.0), "target_accept must be in \\(0, 1\\)"),
+    (dict(bursts=0, steps=1), "bursts must be a positive integer, got bursts=0"),
+    (dict(bursts=1, steps=2.5), "steps must be a positive integer, got steps=2.5"),
+    (dict(bursts=1, steps=1, step_size=0.0), "step_size must be a number > 0, got step_size=0.0"),
+    (dict(bursts=1, steps=1, step_size=math.inf), "step_size must be a number > 0, got step_size=inf"),
+    (dict(bursts=1, steps=1, target_accept=1.0), "target_accept must be a number in \\(0, 1\\), got target_accept=1.0"),
     (dict(bursts=1, steps=1, init=torch.zeros(4)), "init must be a floating-point tensor \\(P, D\\)"),
     (dict(bursts=1, steps=1, init=torch.zeros(4, 2, dtype=torch.long)), "init must be"),
     (dict(bursts=1, steps=1, density=lambda t: t), "must return a tensor of shape \\(4,\\)"),
@@ -178,11 +179,35 @@ def test_mala_rejects_bad_input(kwargs, match):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(steps=0, lr=0.1), "steps must be an integer >= 1"),
-    (dict(steps=True, lr=0.1), "steps must be an integer >= 1"),
-    (dict(steps=1, lr=0.0), "lr must be finite and > 0"),
-    (dict(steps=1, lr=math.nan), "lr must be finite and > 0"),
+    (dict(steps=0, lr=0.1), "steps must be a positive integer, got steps=0"),
+    (dict(steps=True, lr=0.1), "steps must be a positive integer, got steps=True"),
+    (dict(steps=1, lr=0.0), "lr must be a number > 0, got lr=0.0"),
+    (dict(steps=1, lr=math.nan), "lr must be a number > 0, got lr=nan"),
 ])
 def test_gradient_ascent_rejects_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         gradient_ascent(_gaussian(1.0), _INIT, **kwargs)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: mala(_gaussian(1.0), _INIT, bursts=1, steps=1, step_size=0), "step_size"),
+    (lambda: mala(_gaussian(1.0), _INIT, bursts=1, steps=1, step_size=True), "step_size"),
+    (lambda: mala(_gaussian(1.0), _INIT, bursts=True, steps=1), "bursts"),
+    (lambda: mala(_gaussian(1.0), _INIT, bursts=1, steps=1, target_accept=math.nan), "target_accept"),
+    (lambda: gradient_ascent(_gaussian(1.0), _INIT, steps=1, lr=math.inf), "lr"),
+    (lambda: softmax_choice(torch.tensor([1.0]), True), "temperature"),
+])
+def test_bad_settings_raise_config_error_naming_the_setting(call, name):
+    with pytest.raises(ConfigError, match=f"^{name} must be .*, got {name}="):
+        call()
+
+
+@pytest.mark.parametrize("call", [
+    lambda: mala(_gaussian(1.0), torch.zeros(4), bursts=1, steps=1),
+    lambda: mala(lambda t: t[:, 0] - math.inf, _INIT, bursts=1, steps=1),
+    lambda: gradient_ascent(lambda t: t, _INIT, steps=1, lr=0.1),
+    lambda: best_choice(torch.tensor([-math.inf])),
+])
+def test_bad_tensors_raise_config_error(call):
+    with pytest.raises(ConfigError):
+        call()

@@ -244,3 +244,32 @@ def test_control_input_sweep_batched_equals_one_by_one_and_changes_the_runs():
     for a, b, c in zip(batched.rows, single.rows, plain.rows):
         assert abs(a["train_loss"] - b["train_loss"]) <= 1e-8
         assert a["train_loss"] != c["train_loss"]
+
+
+def _train(steps=1, settings=None, **kw):
+    settings = settings or _settings("size-weight", "regression", 1)
+    z = torch.zeros(2, 1)
+    return lambda: train_batched(_state(1, 3, 1, [0.0]), settings, z, z, z, z, steps, **kw)
+
+
+@pytest.mark.parametrize("call, words", [
+    (_train(steps=True), "steps must be a positive integer, got steps=True"),
+    (_train(record_every=-1), "record_every must be an integer >= 0, got record_every=-1"),
+    (_train(progress=lambda k: None, progress_every=0), "progress_every must be a positive integer"),
+    (_train(settings=dataclasses.replace(_settings("size-weight", "regression", 1), kind="size")),
+     "kind must be one of 'size-weight', 'controller-mask', got kind='size'"),
+    (_train(settings=dataclasses.replace(_settings("size-weight", "regression", 1), optimizer="sgd")),
+     "optimizer must be one of 'gd', 'adam', got optimizer='sgd'"),
+    (lambda: run_sweep("size-weight", "bessel", {}, True), "seeds must be"),
+    (lambda: run_sweep("size-weight", "bessel", {}, []), "seeds must be a list of at least 1 integers >= 0"),
+    (lambda: run_sweep("size-weight", "bessel", {}, [0, True]), "seeds must be"),
+])
+def test_bad_engine_and_seed_values_raise_config_error(call, words):
+    with pytest.raises(ConfigError, match=words):
+        call()
+
+
+def test_seeds_may_be_any_iterable_of_seeds():
+    from selfexpand.sweep.runner import _check_seeds
+
+    assert _check_seeds(3) == [0, 1, 2] and _check_seeds((4, 1)) == [4, 1] and _check_seeds(range(2)) == [0, 1]

@@ -273,3 +273,24 @@ def test_trainer_gives_a_regression_task_the_mse_curvature():
     assert result.optimizer.defaults["loss"] == "mse"
     losses = [record["train_loss"] for record in result.history.epochs()]
     assert losses[1] < losses[0]
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"lr": True}, "lr"), ({"lr": float("nan")}, "lr"), ({"damping": float("inf")}, "damping"),
+    ({"tol": float("nan")}, "tol"), ({"max_iter": True}, "max_iter"), ({"loss": "nll"}, "loss"),
+])
+def test_bad_arguments_raise_config_error_naming_them(kwargs, name):
+    net, _, _ = _problem("mse")
+    with pytest.raises(ConfigError, match=f"^{name} must be .*, got {name}="):
+        NaturalGradient(net.parameters(), **kwargs)
+
+
+def test_usage_errors_about_outputs_and_groups_are_config_errors():
+    net, x, y = _problem("mse")
+    opt = NaturalGradient(net.parameters(), loss="mse")
+    with pytest.raises(ConfigError, match="requires_grad"):
+        opt.set_outputs(net(x).detach())
+    opt = NaturalGradient(net[0].parameters(), loss="mse")
+    opt.add_param_group({"params": list(net[2].parameters()), "tol": 1e-3})
+    with pytest.raises(ConfigError, match="tol must be the same"):
+        _step(opt, net, x, y, "mse")

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..validators import Boolean, Integer, Number, integer_like, number, parse_text
 from .base import TASKS, Dataset, preprocess_features
 
 __all__ = [
@@ -91,6 +92,10 @@ def dataset_options(name: str) -> dict:
     return dict(_OPTIONS.get(str(name).strip().lower(), {}))
 
 
+#: the rule an option's value must meet, by the type of its default (text is read as ``--set`` reads it)
+_OPTION_RULES = {bool: Boolean(), int: Integer(), float: Number()}
+
+
 def _check_options(key: str, options: dict | None) -> dict:
     """The dataset's declared options with ``options`` applied (checked and coerced to their types).
 
@@ -104,25 +109,20 @@ def _check_options(key: str, options: dict | None) -> dict:
             known = ", ".join(sorted(declared)) or "none"
             raise ConfigError(f"dataset {key!r} takes the options {known}, got {name}={value!r}")
         default = declared[name]
-        if isinstance(value, str) and not isinstance(default, str):
-            import yaml
-
-            try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError:
-                pass
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(default, float) and isinstance(value, str):
-            try:
-                value = float(value)  # YAML 1.1 reads "1e-3" as text
-            except ValueError:
-                pass
-        if type(value) is not type(default):
-            kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-                type(default), type(default).__name__)
-            raise ConfigError(f"dataset option {name} must be {kind} (like {default!r}), got {name}={value!r}")
-        checked[name] = value
+        rule = _OPTION_RULES.get(type(default))
+        if rule is None:  # a string or another type: the value must be of that type
+            if isinstance(value, str) and not isinstance(default, str):
+                value = parse_text(value)
+            if type(value) is not type(default):
+                kind = "a string" if isinstance(default, str) else type(default).__name__
+                raise ConfigError(f"dataset option {name} must be {kind} (like {default!r}), got {name}={value!r}")
+            checked[name] = value
+            continue
+        try:
+            checked[name] = rule.parse(name, value)
+        except ConfigError:
+            raise ConfigError(f"dataset option {name} must be {rule.describe()} (like {default!r}), "
+                              f"got {name}={value!r}") from None
     return {**declared, **checked}
 
 
@@ -169,11 +169,8 @@ def find_data_folder(
 
 
 def _check_args(val_fraction: float, seed: int) -> None:
-    ok = isinstance(val_fraction, (int, float)) and not isinstance(val_fraction, bool)
-    if not ok or not (0.0 < float(val_fraction) < 1.0):
-        raise ConfigError(f"val_fraction must be a number in (0, 1) (exclusive), got {val_fraction!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    number("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
+    integer_like("seed", seed)
 
 
 def _split(idx: np.ndarray, labels: np.ndarray | None, frac: float, seed: int, what: str, name: str):

@@ -41,7 +41,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..validators import integer_like, number, positive_int
 from .registry import register_dataset
 
 __all__ = ["TEACHER_WIDTHS", "STANDARDIZE_GRID", "teacher_network", "teacher_outputs"]
@@ -52,24 +52,10 @@ TEACHER_WIDTHS = (1, 16, 16, 16, 16, 1)
 STANDARDIZE_GRID = 4001
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
-    return value
-
-
-def _nonnegative_number(name: str, value) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be a number >= 0, got {name}={value!r}")
-    return float(value)
-
-
 def _streams(data_seed, n: int) -> list[np.random.Generator]:
     """``n`` independent generators derived from ``data_seed``."""
-    if isinstance(data_seed, bool) or not isinstance(data_seed, (int, np.integer)) or data_seed < 0:
-        raise ConfigError(f"data_seed must be an integer >= 0, got data_seed={data_seed!r}")
-    return [np.random.default_rng(s) for s in np.random.SeedSequence(int(data_seed)).spawn(n)]
+    data_seed = integer_like("data_seed", data_seed, 0)
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(data_seed).spawn(n)]
 
 
 # ---------------------------------------------------------------------------------------- moons
@@ -85,9 +71,9 @@ def _load_moons(data_dir=None, *, points: int = 200, test_points: int = 500, noi
                 data_seed: int = 0, **_kw) -> tuple:
     """Two moons (see module docstring): ``points`` training points, a separate validation draw of
     as many, ``test_points`` test points, noise ``noise``."""
-    _positive_int("points", points)
-    _positive_int("test_points", test_points)
-    noise = _nonnegative_number("noise", noise)
+    positive_int("points", points)
+    positive_int("test_points", test_points)
+    noise = number("noise", noise, 0)
     train_rng, val_rng, test_rng = _streams(data_seed, 3)
     x_train, y_train = _moons(points, noise, train_rng)
     x_val, y_val = _moons(points, noise, val_rng)
@@ -139,9 +125,9 @@ def teacher_outputs(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) 
 def _load_teacher_student(data_dir=None, *, points: int = 50, test_points: int = 1000,
                           noise: float = 0.0, data_seed: int = 0, **_kw) -> tuple:
     """1-D regression on a random tanh teacher MLP (see module docstring)."""
-    _positive_int("points", points)
-    _positive_int("test_points", test_points)
-    noise = _nonnegative_number("noise", noise)
+    positive_int("points", points)
+    positive_int("test_points", test_points)
+    noise = number("noise", noise, 0)
     layers = teacher_network(data_seed)
     _, train_rng, val_rng, test_rng = _streams(data_seed, 4)
     x_train = train_rng.uniform(-1.0, 1.0, size=points)

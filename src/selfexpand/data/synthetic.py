@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..validators import integer, integer_like, number, positive_int
 from .registry import register_dataset
 
 __all__ = ["FUNCTION_TASKS", "TEST_POINTS"]
@@ -69,15 +69,9 @@ FUNCTION_TASKS = {
 }
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
-    return value
-
-
 def _inputs(points: int, data_seed: int):
     """Training and validation inputs ``U[-1, 1]`` (two draws), test inputs evenly spaced."""
-    rng = np.random.default_rng(int(data_seed))
+    rng = np.random.default_rng(integer_like("data_seed", data_seed, 0))
     x_train = rng.uniform(-1.0, 1.0, size=points)
     x_val = rng.uniform(-1.0, 1.0, size=points)
     x_test = np.linspace(-1.0, 1.0, TEST_POINTS)
@@ -86,7 +80,7 @@ def _inputs(points: int, data_seed: int):
 
 def _function_loader(name: str, fn):
     def load(data_dir=None, *, points: int, data_seed: int = 0, **_kw) -> tuple:
-        _positive_int("points", points)
+        positive_int("points", points)
         x_train, x_val, x_test = _inputs(points, data_seed)
         meta = {"task": "regression", "validation": (x_val[:, None], fn(x_val)),
                 "preprocessing": {"source": name, "input_shape": [1]}}
@@ -108,7 +102,7 @@ def _step_sine(x):
 @register_dataset("step-sine", options={"points": 40, "data_seed": 0})
 def _load_step_sine(data_dir=None, *, points: int = 40, data_seed: int = 0, **_kw) -> tuple:
     """``floor(1 + sin 2 pi x)`` on ``[-1, 1]`` as two classes (see module docstring)."""
-    _positive_int("points", points)
+    positive_int("points", points)
     x_train, x_val, x_test = _inputs(points, data_seed)
     meta = {"task": "classification", "n_outputs": 2, "class_labels": [0, 1],
             "validation": (x_val[:, None], _step_sine(x_val)),
@@ -129,12 +123,10 @@ def spiral_points(arms: int, per_arm: int, noise: float, rng: np.random.Generato
 def _load_spirals(data_dir=None, *, arms: int = 3, points: int = 100, noise: float = 0.2,
                   data_seed: int = 0, **_kw) -> tuple:
     """Spirals with ``arms`` arms, ``points`` points per arm in each split (see module docstring)."""
-    if isinstance(arms, bool) or not isinstance(arms, int) or arms < 2:
-        raise ConfigError(f"arms must be an integer >= 2, got arms={arms!r}")
-    _positive_int("points", points)
-    if not (isinstance(noise, float) and noise >= 0 and math.isfinite(noise)):
-        raise ConfigError(f"noise must be a number >= 0, got noise={noise!r}")
-    rng = np.random.default_rng(int(data_seed))
+    integer("arms", arms, 2)
+    positive_int("points", points)
+    noise = number("noise", noise, 0)
+    rng = np.random.default_rng(integer_like("data_seed", data_seed, 0))
     x_train, y_train = spiral_points(arms, points, noise, rng)
     x_val, y_val = spiral_points(arms, points, noise, rng)
     x_test, y_test = spiral_points(arms, points, noise, rng)

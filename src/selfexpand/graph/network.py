@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..validators import integer_list, positive_int
 from .counts import count_params
 from .export import export_graph
 from .parts import Connection, Layer
@@ -37,9 +37,8 @@ class GrowableNet(nn.Module):
     def __init__(self, input_size: int, output_size: int, *, front: nn.Module | None = None,
                  front_spec: dict | None = None):
         super().__init__()
-        for name, value in (("input_size", input_size), ("output_size", output_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
+        positive_int("input_size", input_size)
+        positive_int("output_size", output_size)
         self.front = front
         self.front_spec = front_spec
         self.layers = nn.ModuleDict()
@@ -58,14 +57,9 @@ class GrowableNet(nn.Module):
         """A chain ``widths[0] -> ... -> widths[-1]`` initialised like ``nn.Linear``.
 
         Raises:
-            ConfigError: fewer than two widths, or a width that is not a positive integer.
+            ConfigError: fewer than two widths (input, output), or a width that is not a positive integer.
         """
-        widths = list(widths)
-        if len(widths) < 2:
-            raise ConfigError(f"an MLP needs at least two widths (input, output), got widths={widths}")
-        for w in widths:
-            if not isinstance(w, int) or isinstance(w, bool) or w < 1:
-                raise ConfigError(f"every width must be a positive integer, got widths={widths}")
+        widths = integer_list("widths", widths, 1, min_length=2)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         net = cls(widths[0], widths[-1], front=front, front_spec=front_spec)
         previous = "input"

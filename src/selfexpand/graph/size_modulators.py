@@ -26,7 +26,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..validators import boolean, number
 from .modulators import UnitModulator, register_modulator
 
 __all__ = ["smooth_step", "controller_mask", "SizeWeightModulator", "ControllerMaskModulator"]
@@ -52,16 +52,6 @@ def controller_mask(c: torch.Tensor, n_units: int) -> torch.Tensor:
     return torch.clamp(s.unsqueeze(-1) * n_units - j, 0.0, 1.0)
 
 
-def _check_number(name: str, value, *, positive: bool = False, non_negative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {name}={value!r}")
-    if positive and not value > 0:
-        raise ConfigError(f"{name} must be > 0, got {name}={value!r}")
-    if non_negative and not value >= 0:
-        raise ConfigError(f"{name} must be >= 0, got {name}={value!r}")
-    return float(value)
-
-
 @register_modulator
 class SizeWeightModulator(UnitModulator):
     """Gate unit ``m`` (from 1) by ``theta(N - m + 1)`` with a trainable size weight ``N``.
@@ -82,10 +72,10 @@ class SizeWeightModulator(UnitModulator):
     def __init__(self, n_units: int, dn: float = 1.0, n_inf: float = 5.0, size_lambda: float = 0.1,
                  n_start: float = 0.0):
         super().__init__()
-        self.dn = _check_number("dn", dn, positive=True)
-        self.n_inf = _check_number("n_inf", n_inf)
-        self.size_lambda = _check_number("size_lambda", size_lambda, non_negative=True)
-        self.size = nn.Parameter(torch.tensor(_check_number("n_start", n_start)))
+        self.dn = number("dn", dn, 0, low_open=True)
+        self.n_inf = number("n_inf", n_inf)
+        self.size_lambda = number("size_lambda", size_lambda, 0)
+        self.size = nn.Parameter(torch.tensor(number("n_start", n_start)))
         self.register_buffer("offsets", torch.arange(int(n_units), dtype=torch.float32), persistent=False)
 
     def forward(self) -> torch.Tensor:
@@ -134,12 +124,10 @@ class ControllerMaskModulator(UnitModulator):
     def __init__(self, n_units: int, size_weight: float = 0.32, c_start: float = 1e-5,
                  reference_defects: bool = False):
         super().__init__()
-        if not isinstance(reference_defects, bool):
-            raise ConfigError(f"reference_defects must be true or false, got reference_defects={reference_defects!r}")
+        self.reference_defects = boolean("reference_defects", reference_defects)
         self.n_units = int(n_units)
-        self.size_weight = _check_number("size_weight", size_weight, non_negative=True)
-        self.reference_defects = reference_defects
-        self.control = nn.Parameter(torch.tensor(_check_number("c_start", c_start)))
+        self.size_weight = number("size_weight", size_weight, 0)
+        self.control = nn.Parameter(torch.tensor(number("c_start", c_start)))
 
     def forward(self) -> torch.Tensor:
         if self.reference_defects:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
+from ..validators import positive_int
 from .network import GrowableNet
 from .parts import Layer
 from .size_modulators import ControllerMaskModulator, SizeWeightModulator
@@ -29,8 +29,7 @@ def size_net_init(n_in: int, n_max: int, n_out: int, seed: int, dtype: torch.dty
         ConfigError: a size that is not a positive integer.
     """
     for name, value in (("n_in", n_in), ("n_max", n_max), ("n_out", n_out)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
+        positive_int(name, value)
     gen = torch.Generator().manual_seed(int(seed))
     shapes = {"w_in": (n_max, n_in), "b_hidden": (n_max,), "w_out": (n_out, n_max), "b_out": (n_out,)}
     if control_input:

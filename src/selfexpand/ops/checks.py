@@ -6,7 +6,7 @@ import torch
 
 from ..errors import ConfigError, GrowthError
 
-__all__ = ["require_layer", "require_hidden", "require_connection", "require_tensor", "require_count"]
+__all__ = ["require_layer", "require_hidden", "require_connection", "require_tensor"]
 
 
 def require_layer(net, name: str) -> None:
@@ -23,12 +23,6 @@ def require_hidden(net, name: str) -> None:
 def require_connection(net, name: str) -> None:
     if name not in net.connections:
         raise GrowthError(f"connection must be one of {list(net.connections)}, got connection={name!r}")
-
-
-def require_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
-    return value
 
 
 def require_tensor(name: str, value, shape: tuple[int, ...]) -> torch.Tensor:

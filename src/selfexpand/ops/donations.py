@@ -24,7 +24,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..errors import GrowthError
-from .checks import require_count, require_hidden
+from ..validators import Number, Optional, number, positive_int
+from .checks import require_hidden
 from .event import GrowthEvent
 from .optimizer_state import carry_state
 
@@ -88,20 +89,23 @@ def attach_donations(net, layer: str, n_new: int, *, std: float = 1e-4, generato
     ``lr * lr_scale`` (removed again by :func:`bake_donations`). Returns them.
 
     Raises:
-        GrowthError: not a hidden layer, ``n_new`` not in ``[1, size)``, donations already attached,
-            or more than ``max_entries`` donation entries (the message names the bound and the
-            setting ``max_donation_entries`` that raises it). Nothing is changed then.
+        ConfigError: ``n_new`` or ``max_entries`` not a positive integer, ``std`` not a finite
+            number >= 0, or ``lr_scale`` neither None nor a finite number > 0.
+        GrowthError: not a hidden layer, ``n_new`` not below the layer's size, donations already
+            attached, or more than ``max_entries`` donation entries (the message names the bound and
+            the setting ``max_donation_entries`` that raises it). Nothing is changed then.
     """
     require_hidden(net, layer)
-    require_count("n_new", n_new)
+    positive_int("n_new", n_new)
+    std = number("std", std, 0)
+    positive_int("max_entries", max_entries)
+    Optional(Number(0, low_open=True))("lr_scale", lr_scale)
     target = net.layers[layer]
     n_old = target.size - n_new
     if n_old < 1:
         raise GrowthError(f"n_new must be smaller than the size of layer {layer!r} ({target.size}), got n_new={n_new}")
     if donated_modules(net, layer):
         raise GrowthError(f"layer {layer!r} already carries donations; bake them first")
-    if not isinstance(std, (int, float)) or isinstance(std, bool) or not std >= 0:
-        raise GrowthError(f"std must be a number >= 0, got std={std!r}")
     check_donation_bound(net, layer, n_new, max_entries, n_old=n_old)
     incoming = _incoming(net, layer)
     params = []

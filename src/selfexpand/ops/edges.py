@@ -12,13 +12,12 @@ adds a second unit per edge, ``relu(x) w + relu(-x) (-w) = w x``, exact for any 
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..errors import ConfigError, GrowthError
 from ..graph.activations import make_activation
 from ..graph.parts import Layer
+from ..validators import boolean, number
 from .checks import require_connection
 from .edit import Edit
 from .event import GrowthEvent
@@ -108,10 +107,11 @@ def split_edges(net, edges, *, eps: float = 1e-8, signed: bool = False, activati
 
     Raises:
         GrowthError / ConfigError: bad edges (unknown, out of range, repeated, masked, into several
-        layers), a negative / non-finite ``eps``, or an unknown ``activation``.
+        layers), a negative / non-finite ``eps``, a ``signed`` that is not a bool, or an unknown
+        ``activation``.
     """
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
-        raise ConfigError(f"eps must be a finite number >= 0, got eps={eps!r}")
+    eps = number("eps", eps, 0)
+    signed = boolean("signed", signed)
     act = make_activation(activation)  # validated before anything changes
     items = normalize_edges(net, edges)
     targets = {net.connections[n].target for n, _, _ in items}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..graph.parts import Layer
-from .checks import require_connection, require_count, require_tensor
+from ..validators import positive_int
+from .checks import require_connection, require_tensor
 from .edit import Edit
 from .event import GrowthEvent
 
@@ -27,7 +28,7 @@ def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bi
         GrowthError / ConfigError: unknown connection, bad size or shapes, non-finite values.
     """
     require_connection(net, connection)
-    require_count("size", size)
+    positive_int("size", size)
     old = net.connections[connection]
     n_rows, n_cols = old.shape
     require_tensor("weight_in", weight_in, (size, n_cols))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import GrowthError
+from ..validators import number
 from .checks import require_hidden
 from .connection_edit import resize_connection
 from .edit import Edit, arange_with_new
@@ -27,7 +28,8 @@ def split_units(net, layer: str, sources, *, noise: float = 0.0, generator: torc
     """Append one copy of each unit of ``sources`` (indices into hidden ``layer``; repeats allowed).
 
     Raises:
-        GrowthError: not a hidden layer, no or out-of-range sources, a negative ``noise``, a layer
+        ConfigError: ``noise`` not a finite number >= 0.
+        GrowthError: not a hidden layer, no or out-of-range sources, a layer
             with a unit modulator (a copy would start at the modulator's neutral factor, not the
             source's) or written in part by a connection (the copy would miss that input).
     """
@@ -37,8 +39,7 @@ def split_units(net, layer: str, sources, *, noise: float = 0.0, generator: torc
     if sources.numel() == 0 or bool((sources < 0).any() | (sources >= target.size).any()):
         raise GrowthError(f"sources must be 1 or more unit indices in [0, {target.size}) of layer {layer!r}, "
                           f"got sources={sources.tolist()}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
-        raise GrowthError(f"noise must be a number >= 0, got noise={noise!r}")
+    noise = number("noise", noise, 0)
     if target.modulator is not None:
         raise GrowthError(f"layer {layer!r} has a unit modulator; copying its units would not preserve the function")
     partial = [n for n, c in net.connections.items() if c.target == layer and c.out_index is not None]

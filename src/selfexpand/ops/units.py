@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import GrowthError
-from .checks import require_count, require_hidden, require_tensor
+from ..validators import positive_int
+from .checks import require_hidden, require_tensor
 from .connection_edit import resize_connection
 from .edit import Edit, arange_with_new
 from .event import GrowthEvent
@@ -33,7 +34,7 @@ def add_units(net, layer: str, n: int, *, incoming: dict[str, torch.Tensor] | No
         GrowthError / ConfigError: unknown layer, a missing or extra connection, a wrong shape.
     """
     require_hidden(net, layer)
-    require_count("n", n)
+    positive_int("n", n)
     incoming, outgoing = dict(incoming or {}), dict(outgoing or {})
     ins = {name: c for name, c in net.connections.items() if c.target == layer and c.out_index is None}
     outs = {name: c for name, c in net.connections.items() if c.source == layer and c.in_index is None}

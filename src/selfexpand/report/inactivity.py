@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..validators import positive_int
 
 __all__ = ["DEAD_STD", "DEAD_ZERO_FRACTION", "SILENT_FRACTION", "LAYER_KEYS", "UnitActivity",
            "output_spread", "outgoing_norms", "unit_activity", "inactivity", "inactivity_fields"]
@@ -59,8 +60,7 @@ class UnitActivity:
 
 
 def _check(x, batch_size) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got batch_size={batch_size!r}")
+    positive_int("batch_size", batch_size)
     if not torch.is_tensor(x) or x.dim() < 1 or x.shape[0] < 1:
         shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
         raise ConfigError(f"x must be a tensor with at least one row, got {shape}")

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..graph.size_modulators import controller_mask
+from ..validators import boolean, integer, one_of, positive_int
 
 __all__ = ["BatchedState", "BatchedSettings", "BatchedResult", "train_batched", "SIZE_KINDS"]
 
@@ -105,13 +106,10 @@ class BatchedSettings:
 
     def check(self, n_runs: int) -> None:
         """Raises ConfigError when a shared value is unknown or a per-run tensor is missing."""
-        if self.kind not in SIZE_KINDS:
-            raise ConfigError(f"kind must be one of {list(SIZE_KINDS)}, got kind={self.kind!r}")
-        if self.task not in ("regression", "classification"):
-            raise ConfigError(f"task must be 'regression' or 'classification', got task={self.task!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {list(OPTIMIZERS)} for a batched sweep, "
-                              f"got optimizer={self.optimizer!r}")
+        one_of("kind", self.kind, SIZE_KINDS)
+        one_of("task", self.task, ("regression", "classification"))
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
+        boolean("reference_defects", self.reference_defects)
         needed = ("lr", "size_lambda", "n_inf", "dn") if self.kind == "size-weight" else ("lr", "size_weight")
         for name in needed:
             value = getattr(self, name)
@@ -301,12 +299,14 @@ def train_batched(state: BatchedState, settings: BatchedSettings, x_train: torch
         :class:`BatchedResult`.
 
     Raises:
-        ConfigError: ``steps`` not a positive integer, or bad settings.
+        ConfigError: ``steps`` or ``progress_every`` not a positive integer, ``record_every`` not an
+            integer >= 0, or bad settings.
     """
     import time
 
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"steps must be a positive integer, got steps={steps!r}")
+    positive_int("steps", steps)
+    integer("record_every", record_every, 0)
+    positive_int("progress_every", progress_every)
     settings.check(state.n_runs)
     start = time.perf_counter()
     dtype, device = state.control.dtype, state.control.device

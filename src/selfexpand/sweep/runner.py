@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..graph.size_nets import size_net_init
 from ..presets import resolve_config
 from ..train.metrics import HIGHER_IS_BETTER, task_metric
+from ..validators import integer_list, one_of, positive_int
 from .engine import BatchedSettings, BatchedState, train_batched
 from .grid import GRID_KEYS, grid_points
 
@@ -60,14 +61,10 @@ def _resolve(method: str, dataset: str, overrides: dict) -> dict:
 
 
 def _check_seeds(seeds) -> list[int]:
+    """A count ``n`` as the seeds ``0..n-1``, or a non-empty list of seeds ``>= 0``."""
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ConfigError(f"seeds must be a positive integer or a list of integers, got seeds={seeds!r}")
-        return list(range(seeds))
-    seeds = list(seeds)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        raise ConfigError(f"seeds must be a positive integer or a list of integers >= 0, got seeds={seeds!r}")
-    return seeds
+        return list(range(positive_int("seeds", seeds)))
+    return integer_list("seeds", seeds, 0, min_length=1)
 
 
 def run_sweep(method: str, dataset: str, grid: dict[str, list[float]], seeds, *, settings: dict | None = None,
@@ -104,8 +101,7 @@ def run_sweep(method: str, dataset: str, grid: dict[str, list[float]], seeds, *,
     starts = tuple(starts)
     if not starts or any(s not in STARTS for s in starts):
         raise ConfigError(f"starts must be a non-empty subset of {list(STARTS)}, got starts={starts!r}")
-    if dtype not in (torch.float32, torch.float64):
-        raise ConfigError(f"dtype must be torch.float32 or torch.float64, got dtype={dtype!r}")
+    one_of("dtype", dtype, (torch.float32, torch.float64))
     seeds = _check_seeds(seeds)
     data_opts, overrides = _split_settings(dataset, settings)
     if epochs is not None:

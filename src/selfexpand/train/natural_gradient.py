@@ -31,6 +31,8 @@ import math
 import torch
 
 from ..checkpoint import register_optimizer
+from ..errors import ConfigError
+from ..validators import number, one_of, positive_int
 
 __all__ = ["NaturalGradient", "NATURAL_GRADIENT_LOSSES"]
 
@@ -69,21 +71,19 @@ class NaturalGradient(torch.optim.Optimizer):
         loss: ``cross_entropy`` (outputs are logits) or ``mse`` (``F.mse_loss`` with mean reduction).
 
     Raises:
-        ValueError: an argument out of range.
+        ConfigError: an argument out of range.
     """
 
     needs_outputs = True
 
     def __init__(self, params, lr: float = 0.1, damping: float = 0.1, max_iter: int = 100,
                  tol: float = 1e-10, weight_decay: float = 0.0, loss: str = "cross_entropy"):
-        _check_float("lr", lr, positive=True)
-        _check_float("damping", damping, positive=True)
-        _check_float("tol", tol, positive=False)
-        _check_float("weight_decay", weight_decay, positive=False)
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got max_iter={max_iter!r}")
-        if loss not in NATURAL_GRADIENT_LOSSES:
-            raise ValueError(f"loss must be one of {list(NATURAL_GRADIENT_LOSSES)}, got loss={loss!r}")
+        number("lr", lr, 0, low_open=True)
+        number("damping", damping, 0, low_open=True)
+        number("tol", tol, 0)
+        number("weight_decay", weight_decay, 0)
+        positive_int("max_iter", max_iter)
+        one_of("loss", loss, NATURAL_GRADIENT_LOSSES)
         defaults = dict(lr=lr, damping=damping, max_iter=max_iter, tol=tol, weight_decay=weight_decay,
                         loss=loss)
         super().__init__(params, defaults)
@@ -91,11 +91,15 @@ class NaturalGradient(torch.optim.Optimizer):
         self.last_info: dict = {}
 
     def set_outputs(self, outputs: torch.Tensor) -> None:
-        """Store the batch's model outputs (their graph still alive) for the next :meth:`step`."""
+        """Store the batch's model outputs (their graph still alive) for the next :meth:`step`.
+
+        Raises:
+            ConfigError: ``outputs`` is not a tensor with an autograd graph.
+        """
         if not torch.is_tensor(outputs) or not outputs.requires_grad:
-            raise ValueError("outputs must be the model's output tensor with its autograd graph "
-                             f"(requires_grad=True); got {type(outputs).__name__} "
-                             f"requires_grad={getattr(outputs, 'requires_grad', None)}")
+            raise ConfigError("outputs must be the model's output tensor with its autograd graph "
+                              f"(requires_grad=True); got {type(outputs).__name__} "
+                              f"requires_grad={getattr(outputs, 'requires_grad', None)}")
         self._outputs = outputs
 
     def step(self, closure=None):
@@ -147,8 +151,8 @@ class NaturalGradient(torch.optim.Optimizer):
         for group in self.param_groups[1:]:
             for key in keys:
                 if group[key] != first[key]:
-                    raise ValueError(f"{key} must be the same in every parameter group (one system is "
-                                     f"solved), got {key}={first[key]!r} and {key}={group[key]!r}")
+                    raise ConfigError(f"{key} must be the same in every parameter group (one system is "
+                                      f"solved), got {key}={first[key]!r} and {key}={group[key]!r}")
         return {key: first[key] for key in keys}
 
     def _solve(self, outputs: torch.Tensor, params: list, grads: list, settings: dict) -> list[torch.Tensor]:
@@ -191,8 +195,8 @@ class NaturalGradient(torch.optim.Optimizer):
         out = outputs.detach()
         if loss == "cross_entropy":
             if out.dim() < 2:
-                raise ValueError("cross_entropy needs logits of shape (N, C, ...), "
-                                 f"got outputs of shape {tuple(out.shape)}")
+                raise ConfigError("cross_entropy needs logits of shape (N, C, ...), "
+                                  f"got outputs of shape {tuple(out.shape)}")
             probs = torch.softmax(out, dim=1)
             positions = out.numel() // out.shape[1]
 
@@ -233,11 +237,3 @@ class NaturalGradient(torch.optim.Optimizer):
 
 def _as(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return tensor if tensor.dtype == dtype else tensor.to(dtype)
-
-
-def _check_float(name: str, value, *, positive: bool) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    ok = ok and (value > 0 if positive else value >= 0)
-    if not ok:
-        rule = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {rule}, got {name}={value!r}")

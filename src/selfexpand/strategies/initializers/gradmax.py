@@ -16,10 +16,9 @@ function is preserved to ``O(epsilon)``, exactly at ``epsilon = 0``. Units beyon
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
-
-from dataclasses import dataclass
 
 from ...ops import add_units
 from ...settings import setting

@@ -37,6 +37,9 @@ from typing import NamedTuple
 
 import torch
 
+from ...errors import ConfigError
+from ...validators import number
+
 __all__ = [
     "Whitening",
     "whitening",
@@ -67,7 +70,7 @@ def default_jitter(dtype: torch.dtype) -> float:
 def _check_matrix(name: str, x: torch.Tensor, ndim: int = 2) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != ndim or not x.is_floating_point():
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a floating-point tensor with {ndim} dimensions, got {shape}")
+        raise ConfigError(f"{name} must be a floating-point tensor with {ndim} dimensions, got {shape}")
 
 
 def damp(G: torch.Tensor, rel: float = 0.1) -> torch.Tensor:
@@ -78,12 +81,12 @@ def damp(G: torch.Tensor, rel: float = 0.1) -> torch.Tensor:
         rel: relative damping, ``>= 0``.
 
     Raises:
-        ValueError: ``G`` is not square or ``rel`` is negative.
+        ConfigError: ``G`` is not square or ``rel`` is not a finite number >= 0.
     """
-    if G.ndim < 2 or G.shape[-1] != G.shape[-2]:
-        raise ValueError(f"G must be a square matrix, got shape {tuple(G.shape)}")
-    if not rel >= 0:
-        raise ValueError(f"rel must be >= 0, got rel={rel}")
+    if not isinstance(G, torch.Tensor) or G.ndim < 2 or G.shape[-1] != G.shape[-2]:
+        shape = tuple(G.shape) if isinstance(G, torch.Tensor) else type(G).__name__
+        raise ConfigError(f"G must be a square matrix, got shape {shape}")
+    rel = number("rel", rel, 0)
     mean_diag = torch.diagonal(G, dim1=-2, dim2=-1).mean(-1)
     eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
     return G + (rel * mean_diag)[..., None, None] * eye
@@ -117,10 +120,14 @@ def natural_score(grad_W: torch.Tensor, A: torch.Tensor, G: torch.Tensor,
 
     Returns:
         (...) the scores.
+
+    Raises:
+        ConfigError: the shapes do not match, or ``rtol`` is not a finite number >= 0.
     """
     if grad_W.ndim < 2 or A.shape[-2:] != (grad_W.shape[-1],) * 2 or G.shape[-2:] != (grad_W.shape[-2],) * 2:
-        raise ValueError("shapes must be grad_W (n_out, n_a), A (n_a, n_a), G (n_out, n_out), got "
-                         f"{tuple(grad_W.shape)}, {tuple(A.shape)}, {tuple(G.shape)}")
+        raise ConfigError("shapes must be grad_W (n_out, n_a), A (n_a, n_a), G (n_out, n_out), got "
+                          f"{tuple(grad_W.shape)}, {tuple(A.shape)}, {tuple(G.shape)}")
+    rtol = None if rtol is None else number("rtol", rtol, 0)
     rtol_a = default_rtol(A.dtype, A.shape[-1]) if rtol is None else rtol
     rtol_g = default_rtol(G.dtype, G.shape[-1]) if rtol is None else rtol
     A_pinv = torch.linalg.pinv(A, rtol=rtol_a, hermitian=True)
@@ -209,16 +216,21 @@ def layer_stats(a: torch.Tensor, d: torch.Tensor, G: torch.Tensor, rtol: float |
 
     Returns:
         The :class:`LayerStats`.
+
+    Raises:
+        ConfigError: a tensor of the wrong kind or shape, no example, or ``rtol`` not a finite
+            number >= 0.
     """
     _check_matrix("a", a)
     _check_matrix("d", d)
     _check_matrix("G", G)
     if d.shape[0] != a.shape[0] or G.shape != (d.shape[1], d.shape[1]):
-        raise ValueError(f"shapes must be a (N, n_a), d (N, n_out), G (n_out, n_out), got "
-                         f"{tuple(a.shape)}, {tuple(d.shape)}, {tuple(G.shape)}")
+        raise ConfigError(f"shapes must be a (N, n_a), d (N, n_out), G (n_out, n_out), got "
+                          f"{tuple(a.shape)}, {tuple(d.shape)}, {tuple(G.shape)}")
     n = a.shape[0]
     if n < 1:
-        raise ValueError(f"a must hold at least one example, got N={n}")
+        raise ConfigError(f"a must hold at least one example, got N={n}")
+    rtol = None if rtol is None else number("rtol", rtol, 0)
     input_whitening = whitening(a.T @ a / n, rtol)
     a_w = input_whitening.apply(a)
     explained = a_w.T @ d / n  # E[a_w d^T], (rank A, n_out)
@@ -303,14 +315,12 @@ def expansion_scores(stats: LayerStats, f: torch.Tensor,
         ``(exact, bound)``, each (P,).
 
     Raises:
-        ValueError: ``f`` is not (P, N, k) with the layer's N, or ``eps`` is negative.
+        ConfigError: ``f`` is not (P, N, k) with the layer's N, or ``eps`` is not a finite number >= 0.
     """
     if not isinstance(f, torch.Tensor) or f.ndim != 3 or f.shape[1] != stats.n or not f.is_floating_point():
         shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
-        raise ValueError(f"f must be a floating-point tensor (P, N={stats.n}, k), got {shape}")
-    eps = default_jitter(f.dtype) if eps is None else eps
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got eps={eps}")
+        raise ConfigError(f"f must be a floating-point tensor (P, N={stats.n}, k), got {shape}")
+    eps = default_jitter(f.dtype) if eps is None else number("eps", eps, 0)
     if f.shape[2] == 1:
         return _scores_one(stats, f[:, :, 0], eps)
     return _scores_general(stats, f, eps)
@@ -326,10 +336,13 @@ def tied_expansion_score(stats: LayerStats, J: torch.Tensor, G: torch.Tensor, ep
     weights are the case ``J = f (x) I``, where this equals :func:`expansion_scores`' exact score;
     tying the outgoing weights (SENN's inserted layer: its activation's coefficients act through the
     fixed ``W pinv(B)``) can only lower it. ``F`` gets the relative jitter ``eps * Tr F / m``.
+
+    Raises:
+        ConfigError: ``J`` is not (N, n_out, m) with the layer's N, or ``eps`` is not a finite number >= 0.
     """
     if not isinstance(J, torch.Tensor) or J.ndim != 3 or J.shape[0] != stats.n:
-        raise ValueError(f"J must be (N={stats.n}, n_out, m), got {tuple(J.shape) if isinstance(J, torch.Tensor) else J}")
-    eps = default_jitter(J.dtype) if eps is None else eps
+        raise ConfigError(f"J must be (N={stats.n}, n_out, m), got {tuple(J.shape) if isinstance(J, torch.Tensor) else J}")
+    eps = default_jitter(J.dtype) if eps is None else number("eps", eps, 0)
     n, a_w = stats.n, stats.inputs_white
     j_perp = J - torch.einsum("nr,rom->nom", a_w, torch.einsum("nr,nom->rom", a_w, J) / n)
     g = torch.einsum("no,nom->m", stats.residual, j_perp) / n

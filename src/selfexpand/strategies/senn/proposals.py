@@ -13,6 +13,9 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from ...errors import ConfigError
+from ...validators import number, positive_int
+
 __all__ = ["MalaResult", "AscentResult", "mala", "gradient_ascent", "softmax_choice", "best_choice"]
 
 logger = logging.getLogger(__name__)
@@ -38,12 +41,7 @@ class AscentResult(NamedTuple):
 def _check_init(init: torch.Tensor) -> None:
     if not isinstance(init, torch.Tensor) or init.ndim != 2 or not init.is_floating_point():
         shape = tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__
-        raise ValueError(f"init must be a floating-point tensor (P, D), got {shape}")
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+        raise ConfigError(f"init must be a floating-point tensor (P, D), got {shape}")
 
 
 def _value_and_grad(fn: Objective, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +51,7 @@ def _value_and_grad(fn: Objective, theta: torch.Tensor) -> tuple[torch.Tensor, t
         value = fn(leaf)
         if not isinstance(value, torch.Tensor) or value.shape != (theta.shape[0],):
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise ValueError(f"the objective must return a tensor of shape ({theta.shape[0]},), got {shape}")
+            raise ConfigError(f"the objective must return a tensor of shape ({theta.shape[0]},), got {shape}")
         (grad,) = torch.autograd.grad(value.sum(), leaf, allow_unused=True)
     if grad is None:
         grad = torch.zeros_like(theta)
@@ -90,22 +88,19 @@ def mala(log_density: Objective, init: torch.Tensor, *, bursts: int, steps: int,
         :class:`MalaResult`: final states, their log densities, and the last burst's acceptance rate.
 
     Raises:
-        ValueError: a bad argument, or an initial log density that is not finite.
+        ConfigError: a bad argument, or an initial log density that is not finite.
     """
     _check_init(init)
-    _check_count("bursts", bursts)
-    _check_count("steps", steps)
-    if not (math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"step_size must be finite and > 0, got step_size={step_size}")
-    if not 0 < target_accept < 1:
-        raise ValueError(f"target_accept must be in (0, 1), got target_accept={target_accept}")
+    positive_int("bursts", bursts)
+    positive_int("steps", steps)
+    h = number("step_size", step_size, 0, low_open=True)
+    target_accept = number("target_accept", target_accept, 0, 1, low_open=True, high_open=True)
     theta = init.detach().clone()
     logp, grad = _value_and_grad(log_density, theta)
     if not bool(torch.isfinite(logp).all()):
-        raise ValueError("log_density(init) must be finite for every chain, got "
-                         f"{int((~torch.isfinite(logp)).sum())} non-finite value(s)")
+        raise ConfigError("log_density(init) must be finite for every chain, got "
+                          f"{int((~torch.isfinite(logp)).sum())} non-finite value(s)")
     grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-    h = float(step_size)
     chains = theta.shape[0]
     acceptance = 0.0
     for burst in range(bursts):
@@ -147,13 +142,12 @@ def gradient_ascent(objective: Objective, init: torch.Tensor, *, steps: int, lr:
         :class:`AscentResult`: the final states and their objective values.
 
     Raises:
-        ValueError: a bad argument.
+        ConfigError: a bad argument.
     """
     del generator
     _check_init(init)
-    _check_count("steps", steps)
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got lr={lr}")
+    positive_int("steps", steps)
+    lr = number("lr", lr, 0, low_open=True)
     theta = init.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=lr)
     for _ in range(steps):
@@ -169,12 +163,12 @@ def gradient_ascent(objective: Objective, init: torch.Tensor, *, steps: int, lr:
 def _check_scores(scores: torch.Tensor) -> torch.Tensor:
     if not isinstance(scores, torch.Tensor) or scores.ndim != 1 or scores.numel() == 0:
         shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-        raise ValueError(f"scores must be a non-empty 1-D tensor, got {shape}")
+        raise ConfigError(f"scores must be a non-empty 1-D tensor, got {shape}")
     scores = scores.detach().to(torch.float64)
     if bool(torch.isnan(scores).any()) or bool((scores == math.inf).any()):
-        raise ValueError(f"scores must not be NaN or +inf (-inf means 'never choose'), got {scores.tolist()}")
+        raise ConfigError(f"scores must not be NaN or +inf (-inf means 'never choose'), got {scores.tolist()}")
     if not bool(torch.isfinite(scores).any()):
-        raise ValueError(f"at least one score must be finite, got {scores.tolist()}")
+        raise ConfigError(f"at least one score must be finite, got {scores.tolist()}")
     return scores
 
 
@@ -182,7 +176,7 @@ def best_choice(scores: torch.Tensor) -> tuple[int, float]:
     """Return ``(argmax, max)`` of the scores (the first maximum); -inf scores are never chosen.
 
     Raises:
-        ValueError: ``scores`` is not a non-empty 1-D tensor, holds NaN or +inf, or is all -inf.
+        ConfigError: ``scores`` is not a non-empty 1-D tensor, holds NaN or +inf, or is all -inf.
     """
     scores = _check_scores(scores)
     index = int(torch.argmax(scores))
@@ -206,11 +200,10 @@ def softmax_choice(scores: torch.Tensor, temperature: float,
         ``(index, weighted mean score)``.
 
     Raises:
-        ValueError: ``temperature`` is negative or not finite; ``scores`` is not a non-empty 1-D
+        ConfigError: ``temperature`` is negative or not finite; ``scores`` is not a non-empty 1-D
             tensor, holds NaN or +inf, or is all -inf.
     """
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be finite and >= 0, got temperature={temperature}")
+    temperature = number("temperature", temperature, 0)
     scores = _check_scores(scores)
     if temperature == 0:
         return best_choice(scores)
