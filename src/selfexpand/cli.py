@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"selfexpand {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     t = sub.add_parser("train", help="grow a network (default: edge expansion on digits)")
-    t.add_argument("--method", default=None, help="growth method (default: edge)")
+    t.add_argument("--method", default=None, help="growth method (default: edge; `selfexpand methods` lists them)")
     t.add_argument("--dataset", default=None, help="dataset name or a .csv / .npz file (default: digits)")
     t.add_argument("--target", help="target column of a CSV file")
     t.add_argument("--test-file", help="a CSV / NPZ with the same columns to use as the test set")
