@@ -131,10 +131,19 @@ def test_a_replaced_part_s_row_settings_leave_the_configuration():
     assert resolve_config("swe", "digits")["lr"] == config["lr"]  # the rest of the row stays
 
 
-def test_a_stored_configuration_with_an_undeclared_key_is_refused_on_build():
+def test_a_stored_configuration_with_an_unknown_key_is_refused_on_build():
     config = resolve_config("zero", "digits")
-    with pytest.raises(ConfigError, match="donation_std"):
-        build_method("zero", {**config, "donation_std": 1.0})
+    with pytest.raises(ConfigError, match="donation_stdd"):
+        build_method("zero", {**config, "donation_stdd": 1.0})
+
+
+def test_a_stored_setting_of_a_part_the_run_does_not_use_is_left_out_with_a_warning(caplog):
+    # runs of earlier versions: svod-random's row held SWE's donation settings, which it never read
+    config = resolve_config("svod-random", "digits")
+    with caplog.at_level("WARNING", logger="selfexpand.presets"):
+        built = build_method("svod-random", {**config, "donation_std": 1.0, "new_bias": "kaiming"})
+    assert "['donation_std', 'new_bias']" in caplog.text and "left out" in caplog.text
+    assert built.initializer.name == "random"
 
 
 @pytest.mark.parametrize("overrides, match", [

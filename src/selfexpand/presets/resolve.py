@@ -17,16 +17,19 @@ training or start setting.
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..settings import Setting
-from ..strategies import GrowthMethod, part_class
+from ..strategies import PART_KINDS, GrowthMethod, part_class, part_names
 from ..train.settings import TrainingSettings
 from .registry import get_preset
-from .starts import start_class
+from .starts import STARTS, start_class
 
 __all__ = ["PART_KEYS", "resolve_config", "build_method", "build_start", "method_settings"]
+
+log = logging.getLogger("selfexpand.presets")
 
 PART_KEYS = ("trigger", "selector", "initializer")
 
@@ -142,19 +145,30 @@ def resolve_config(method: str, dataset: str = "*", overrides: dict | None = Non
 def build_method(method: str, config: dict):
     """The :class:`~selfexpand.strategies.GrowthMethod` of a configuration (one from
     :func:`resolve_config`, or a run's stored ``resolved`` settings): every part built once, from the
-    settings it declares.
+    settings it declares. A key no part of this run declares is refused, unless some registered part
+    declares it: runs of earlier versions stored settings of parts they did not use (SVoD with
+    random units kept SWE's donation settings), and those are left out with a warning.
 
     Raises:
         ConfigError: as :func:`resolve_config`; a part no longer registered is refused with its name.
     """
     plan = _plan(method, {kind: config.get(kind) for kind in PART_KEYS})
     declared = plan.declared()
-    unknown = sorted(set(config) - set(declared) - set(PART_KEYS))
+    undeclared = sorted(set(config) - set(declared) - set(PART_KEYS))
+    unknown = [key for key in undeclared if key not in _every_setting_name()]
     if unknown:
         raise ConfigError(f"setting must be one of {sorted(declared)} for method {method!r}, got {unknown}")
-    resolved = _complete(plan, config)
+    if undeclared:
+        log.warning("method %r: no part of this run reads the settings %s; they are left out", method, undeclared)
+    resolved = _complete(plan, {k: v for k, v in config.items() if k not in undeclared})
     built = {kind: None if cls is None else cls.from_settings(resolved) for kind, cls in plan.parts.items()}
     return GrowthMethod(method, extras=[h.from_settings(resolved) for h in plan.helpers], **built)
+
+
+def _every_setting_name() -> set[str]:
+    """The names every registered part and start network declares (and the training settings)."""
+    owners = [TrainingSettings, *STARTS.values(), *(part_class(k, n) for k in PART_KINDS for n in part_names(k))]
+    return {s.name for cls in owners for s in cls.declared()}
 
 
 def build_start(method: str, config: dict, data, seed: int, front: str | None = None):
