@@ -403,7 +403,7 @@ def _methods(args, argv) -> int:
         if label != owner:
             owner = label
             print(f"\n{label}")
-        print(f"  {s.name} = {value!r}\n      {s.help} ({s.rule.describe()}; default {s.default!r})")
+        print(f"  {s.name} = {value!r}\n      {s.describe()}")
     return 0
 
 

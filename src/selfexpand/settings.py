@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from .errors import ConfigError
 from .validators import Rule
 
-__all__ = ["Setting", "setting", "same_setting", "Configurable", "declared_settings", "check_settings"]
+__all__ = ["Setting", "setting", "same_setting", "Configurable", "declared_settings"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ class Setting:
         return self.rule.parse(self.name, value)
 
     def describe(self) -> str:
-        """``name: help (rule; default value)`` for listings."""
-        return f"{self.name}: {self.help} ({self.rule.describe()}; default {self.default!r})"
+        """``help (rule; default value)`` for listings."""
+        return f"{self.help} ({self.rule.describe()}; default {self.default!r})"
 
 
 def setting(rule: Rule, default, help: str, *, key: str | None = None):
@@ -85,21 +85,6 @@ def declared_settings(cls) -> tuple[Setting, ...]:
             rule, default, help_text, key = f.metadata["setting"]
             out.append(Setting(key or f.name, rule, default, help_text, f.name))
     return tuple(out)
-
-
-def check_settings(declared: tuple[Setting, ...], values: Mapping) -> dict:
-    """``values`` checked against ``declared`` (each value parsed if it is command-line text).
-
-    Raises:
-        ConfigError: an undeclared key (the message lists the declared ones) or a bad value.
-    """
-    by_name = {s.name: s for s in declared}
-    out = {}
-    for key, value in values.items():
-        if key not in by_name:
-            raise ConfigError(f"setting must be one of {sorted(by_name)}, got {key!r}")
-        out[key] = by_name[key].parse(value)
-    return out
 
 
 class Configurable:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from ..settings import Setting
@@ -43,6 +43,10 @@ class _Plan:
     helpers: list[type]
     start: type
     replaced: dict[str, type]  # kind -> the method's own class that a swap replaced
+    declared: dict[str, list[tuple[str, Setting]]] = field(init=False)  # key -> (owner label, Setting)
+
+    def __post_init__(self):
+        self.declared = self._declarations()
 
     def owners(self) -> list[tuple[str, type]]:
         """``(label, class)`` of everything that declares settings, training first."""
@@ -51,7 +55,7 @@ class _Plan:
         out += [(f"{kind} {cls.name!r}", cls) for kind, cls in self.parts.items() if cls is not None]
         return out
 
-    def declared(self) -> dict[str, list[tuple[str, Setting]]]:
+    def _declarations(self) -> dict[str, list[tuple[str, Setting]]]:
         """Every declared key with its declarations ``(owner label, Setting)``.
 
         Raises:
@@ -101,7 +105,7 @@ def _complete(plan: _Plan, values: dict) -> dict:
     """A full configuration: part names, then every declared key (``values`` over the defaults),
     each value parsed and checked by every declaration of its key."""
     out = {kind: (None if cls is None else cls.name) for kind, cls in plan.parts.items()}
-    for key, declarations in plan.declared().items():
+    for key, declarations in plan.declared.items():
         value = copy.deepcopy(values.get(key, declarations[0][1].default))
         for _, s in declarations:
             value = s.parse(value)
@@ -122,7 +126,7 @@ def resolve_config(method: str, dataset: str = "*", overrides: dict | None = Non
     overrides = dict(overrides or {})
     choices = {kind: overrides.pop(kind) for kind in PART_KEYS if kind in overrides}
     plan = _plan(method, choices)
-    declared = plan.declared()
+    declared = plan.declared
     dropped = {s.name: (kind, cls) for kind, cls in plan.replaced.items() for s in cls.declared()}
     row_key = preset.row_key(dataset)
     row = {}
@@ -153,9 +157,10 @@ def build_method(method: str, config: dict):
         ConfigError: as :func:`resolve_config`; a part no longer registered is refused with its name.
     """
     plan = _plan(method, {kind: config.get(kind) for kind in PART_KEYS})
-    declared = plan.declared()
+    declared = plan.declared
     undeclared = sorted(set(config) - set(declared) - set(PART_KEYS))
-    unknown = [key for key in undeclared if key not in _every_setting_name()]
+    known = _every_setting_name() if undeclared else set()
+    unknown = [key for key in undeclared if key not in known]
     if unknown:
         raise ConfigError(f"setting must be one of {sorted(declared)} for method {method!r}, got {unknown}")
     if undeclared:
@@ -178,7 +183,7 @@ def build_start(method: str, config: dict, data, seed: int, front: str | None = 
     Raises:
         ConfigError: a front for a method whose start network takes none.
     """
-    start = _plan(method, {kind: config.get(kind) for kind in PART_KEYS}).start
+    start = start_class(get_preset(method).start)
     if front is not None and not start.takes_front:
         raise ConfigError(f"method {method!r} builds its own start network and takes no front, got front={front!r}")
     return start.from_settings(config).build(data, seed, front)
