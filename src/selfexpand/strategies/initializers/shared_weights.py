@@ -10,12 +10,25 @@ ALGORITHMS.md §2. For each layer with ``n_l > 0`` new units, the layer nearest 
    ``w_j + sum_i D_j[i]``, so the layer's total incoming weight is conserved;
 3. integration: ``integration_epochs`` epochs over the training set (epochs of the run) training the
    donations and the weights of the connections that read the layer, nothing else. Adam moves every
-   donation entry by about its ``lr`` per step, and an existing unit's effective weight is the sum of
-   ``n_new`` of them, so at the run's ``lr`` (``donation_lr="run"``, the paper) it moves up to ``n_new``
-   times faster than any ordinary weight while the layers above are frozen; ``"per_unit"`` trains the
-   donations at ``lr / n_new``, ``"per_sqrt_unit"`` (the preset) at ``lr / sqrt(n_new)``
-   (docs/benchmarks.md, "SWE + SVoD", has the measured trade-off);
-4. bake the donations into the weights (``ops.bake_donations``).
+   donation entry by about its ``lr`` per step; an existing unit's effective weight is the sum of
+   ``n_new`` entries and a new unit's the sum of ``n_old``. While a new unit's outgoing weights are
+   still about 0 its donations get the same gradient for every ``j`` (minus the existing units'), so
+   every new unit takes, in lockstep, the mirror image of the *sum* of the existing units' steps:
+   up to ``n_old`` times an ordinary step, in a direction that has nothing to do with the new unit,
+   which is how new units died in integration (issue #22: most of SWE's inactive new units on
+   digits). ``donation_lr`` sets the donations' rate: the run's ``lr`` (``"run"``, the paper),
+   ``lr / n_new`` (``"per_unit"``), ``lr / sqrt(n_new)`` (``"per_sqrt_unit"``) or, the preset,
+   ``lr / max(n_new, n_old)`` (``"bounded"``: no effective weight, old or new, moves faster than
+   an ordinary weight);
+4. bake the donations into the weights (``ops.bake_donations``); with ``revive`` (the preset), a new
+   unit that is dead after integration (active on under 1 % of the first 1,024 training examples)
+   gets the median bias of step 1 again, computed with its integrated weights.
+
+**The budget.** A layer whose integration epochs no longer fit in the run's budget (growth at the
+end of a short run) cannot be integrated: with zero outgoing weights and no epoch left to train them
+its units would end silent. Such a layer's new units join with random (Kaiming) outgoing weights
+and no donations, as SVoD + random's do, and the event says so (``integration_epochs: 0``,
+``outgoing: "random"``).
 
 **The reference defect, fixed.** The reference zeroes the gradients of the layer's existing weights but
 leaves them in Adam, whose L2 weight decay then moves them by about ``lr`` per step (their norms fell
@@ -41,7 +54,7 @@ import torch.nn.functional as F
 from ...ops import add_units
 from ...ops.donations import DEFAULT_MAX_DONATION_ENTRIES, attach_donations, bake_donations, check_donation_bound
 from ...settings import setting
-from ...validators import Choice, Integer, Number
+from ...validators import Boolean, Choice, Integer, Number
 from ..base import Initializer, Site
 from ..registry import register_part
 from ..topology import layers_last_first
@@ -52,9 +65,10 @@ __all__ = ["SharedWeightsExtender", "EXISTING_ROWS"]
 log = logging.getLogger("selfexpand.strategies")
 
 EXISTING_ROWS = ("frozen", "reference")
-DONATION_LRS = ("per_unit", "per_sqrt_unit", "run")
+DONATION_LRS = ("per_unit", "per_sqrt_unit", "run", "bounded")
 NEW_BIASES = ("kaiming", "median")
 MEDIAN_BATCH = 1024
+DEAD_ACTIVE = 0.01  # active on fewer examples than this fraction: dead (as report.inactivity)
 
 
 @register_part
@@ -63,7 +77,8 @@ class SharedWeightsExtender(Initializer):
     """SWE: add units with zero outgoing weights, integrate them through donations, bake.
 
     ``existing_rows="reference"`` is the reference code's defect (zeroed gradients, weight decay still
-    applied to the existing rows); ``donation_lr="run"`` and ``new_bias="kaiming"`` are the paper's.
+    applied to the existing rows); ``donation_lr="run"``, ``new_bias="kaiming"`` and ``revive=False``
+    are the paper's.
     """
 
     name = "swe"
@@ -74,9 +89,12 @@ class SharedWeightsExtender(Initializer):
     existing_rows: str = setting(Choice(*EXISTING_ROWS), "frozen", "existing rows during integration: frozen "
                                                                    "(no update at all) or reference (its defect)")
     donation_lr: str = setting(Choice(*DONATION_LRS), "per_sqrt_unit",
-                               "donations' learning rate: lr / n_new, lr / sqrt(n_new) or the run's lr")
+                               "donations' learning rate: lr / n_new, lr / sqrt(n_new), the run's lr or "
+                               "lr / max(n_new, n_old) (bounded)")
     new_bias: str = setting(Choice(*NEW_BIASES), "median",
                             "new biases: median (active on half the examples at birth) or kaiming (the paper)")
+    revive: bool = setting(Boolean(), False, "after baking, new units dead on the first 1,024 training examples "
+                                             "get the median bias again")
     max_donation_entries: int = setting(Integer(1), DEFAULT_MAX_DONATION_ENTRIES,
                                         "bound on the donation entries of one layer (a larger request fails cleanly)")
 
@@ -95,12 +113,21 @@ class SharedWeightsExtender(Initializer):
 
     def _grow_layer(self, ctx, site: Site) -> list:
         net, layer, n = ctx.model, site.layer, site.n_units
+        epochs = self.integration_epochs
+        if ctx.epochs_total > 0:
+            epochs = min(epochs, max(0, ctx.epochs_total - ctx.epoch))
+        if epochs < self.integration_epochs:
+            log.warning("SWE: %d of %d integration epochs fit in the run's budget", epochs, self.integration_epochs)
+        if epochs == 0 and self.integration_epochs > 0:  # nothing would ever train zero outgoing weights
+            return self._join_unintegrated(ctx, site)
         values = new_unit_values(net, layer, n, ctx.generator, outgoing="zero")
         if self.new_bias == "median":
             values["bias"] = _median_bias(ctx, layer, values["incoming"])
         added = add_units(net, layer, n, optimizer=ctx.optimizer, **values)
         added.details.update({k: v for k, v in site.info.items() if isinstance(v, (int, float, str))})
-        lr_scale = {"per_unit": 1.0 / n, "per_sqrt_unit": n ** -0.5, "run": None}[self.donation_lr]
+        n_old = net.layers[layer].size - n
+        lr_scale = {"per_unit": 1.0 / n, "per_sqrt_unit": n ** -0.5, "run": None,
+                    "bounded": 1.0 / max(n, n_old)}[self.donation_lr]
         donations = attach_donations(net, layer, n, std=self.donation_std, generator=ctx.generator,
                                      optimizer=ctx.optimizer, max_entries=self.max_donation_entries,
                                      lr_scale=lr_scale)
@@ -117,17 +144,25 @@ class SharedWeightsExtender(Initializer):
                     if p.grad is not None:
                         p.grad.zero_()
 
-        epochs = self.integration_epochs
-        if ctx.epochs_total > 0:
-            epochs = min(epochs, max(0, ctx.epochs_total - ctx.epoch))
-        if epochs < self.integration_epochs:
-            log.warning("SWE: %d of %d integration epochs fit in the run's budget", epochs, self.integration_epochs)
         for _ in range(epochs):
             ctx.model_epoch(params=trainable, after_backward=after_backward, optimizer=optimizer,
                             phase="integration", site=layer)
         baked = bake_donations(net, layer, optimizer=ctx.optimizer)
         baked.details["integration_epochs"] = epochs
+        if self.revive:
+            baked.details["revived"] = revive_dead_units(ctx, layer, n)
         return [added, baked]
+
+    def _join_unintegrated(self, ctx, site: Site) -> list:
+        """No integration epoch left: the units join with random outgoing weights, no donations."""
+        net, layer, n = ctx.model, site.layer, site.n_units
+        values = new_unit_values(net, layer, n, ctx.generator, outgoing="random")
+        if self.new_bias == "median":
+            values["bias"] = _median_bias(ctx, layer, values["incoming"])
+        added = add_units(net, layer, n, optimizer=ctx.optimizer, **values)
+        added.details.update({k: v for k, v in site.info.items() if isinstance(v, (int, float, str))})
+        added.details.update(integration_epochs=0, outgoing="random")
+        return [added]
 
 
 def _fresh_like(optimizer, params: list):
@@ -137,9 +172,9 @@ def _fresh_like(optimizer, params: list):
 
 
 @torch.no_grad()
-def _median_bias(ctx, layer: str, incoming: dict) -> torch.Tensor:
-    """Biases that put each new unit's pre-activation at 0 on the median of the first
-    ``MEDIAN_BATCH`` training examples: every new ReLU unit starts active on half of them."""
+def _pre_activations(ctx, layer: str, incoming: dict) -> torch.Tensor:
+    """Pre-activations (without bias) of rows ``incoming`` (connection name -> rows) of ``layer`` on
+    the first ``MEDIAN_BATCH`` training examples."""
     net = ctx.model
     was_training = net.training
     net.eval()
@@ -152,4 +187,27 @@ def _median_bias(ctx, layer: str, incoming: dict) -> torch.Tensor:
         if conn.in_index is not None:
             x = x.index_select(1, conn.in_index)
         pre = pre + F.linear(x, rows.to(x))
-    return (-pre.median(0).values).cpu()
+    return pre
+
+
+def _median_bias(ctx, layer: str, incoming: dict) -> torch.Tensor:
+    """Biases that put each new unit's pre-activation at 0 on the median of the first
+    ``MEDIAN_BATCH`` training examples: every new ReLU unit starts active on half of them."""
+    return (-_pre_activations(ctx, layer, incoming).median(0).values).cpu()
+
+
+@torch.no_grad()
+def revive_dead_units(ctx, layer: str, n: int) -> int:
+    """Give each of the last ``n`` units of ``layer`` that is active (pre-activation > 0) on fewer than
+    ``DEAD_ACTIVE`` of the first ``MEDIAN_BATCH`` training examples the median bias for its current
+    incoming weights (in place: the bias keeps its identity and optimizer state). Returns how many."""
+    net = ctx.model
+    rows = {name: conn.effective_weight()[-n:] for name, conn in net.connections.items()
+            if conn.target == layer and conn.out_index is None}
+    pre = _pre_activations(ctx, layer, rows)
+    bias = net.layers[layer].bias
+    dead = ((pre + bias[-n:].to(pre)) > 0).double().mean(0) < DEAD_ACTIVE
+    if dead.any():
+        index = torch.nonzero(dead).flatten() + (bias.numel() - n)
+        bias.index_copy_(0, index.to(bias.device), (-pre.median(0).values[dead]).to(bias))
+    return int(dead.sum())
