@@ -2,8 +2,10 @@
 
 After every training batch (``on_batch_end``, gradients still in ``.grad``) the per-edge quantity of
 ``metric`` is added to running sums for the tracked connections: those into the output layer (split
-candidates) and those with provisional edges (pruning candidates). ``aggregation`` turns them into one
-score per edge: the mean over the epoch's batches, or the (population) variance across them. The
+candidates) and those with provisional edges (pruning candidates), or every connection when
+``track_all`` (the selector's ``past_budget`` scores every live edge for pruning). ``aggregation``
+turns them into one score per edge: the mean over the epoch's batches, or the (population) variance
+across them. The
 variance sums are taken around the first batch's value, so that a small spread is not lost to
 cancellation: with the weight metrics it is about the learning rate times the weight, far below
 float32's rounding of ``E[q^2] - E[q]^2`` taken on the raw values. No extra pass over the data is
@@ -42,10 +44,12 @@ def _quantity(metric: str, conn) -> torch.Tensor:
 
 @dataclass(eq=False)
 class EdgeStatistics(GrowthPart):
-    """Running per-edge sums of ``metric`` over the current epoch's batches."""
+    """Running per-edge sums of ``metric`` over the current epoch's batches (of every connection when
+    ``track_all``, else of :meth:`tracked`'s)."""
 
     metric: str = setting(Choice(*METRICS), "abs_grad", "per-edge quantity scored after every batch")
     aggregation: str = setting(Choice(*AGGREGATIONS), "mean", "score of an edge over the epoch's batches")
+    track_all: bool = False
 
     def setup(self) -> None:
         self._sums: dict[str, tuple] = {}
@@ -64,7 +68,7 @@ class EdgeStatistics(GrowthPart):
     def _reset(self, model) -> None:
         self._sums = {}
         self._shifts = {}
-        for name in self.tracked(model):
+        for name in (list(model.connections) if self.track_all else self.tracked(model)):
             w = model.connections[name].weight
             self._sums[name] = (w, torch.zeros_like(w.detach()), torch.zeros_like(w.detach()))
         self._batches = 0

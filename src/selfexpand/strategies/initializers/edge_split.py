@@ -4,13 +4,19 @@ Delegates to :func:`selfexpand.ops.split_edges` (new layer reading only the pare
 provisional, direct edges masked). ``signed="auto"`` uses the exact two-unit variant only when a
 parent layer can output negative values: the input when the training data has negative entries, a
 hidden layer whose activation is not non-negative (ReLU, sigmoid, softplus are).
+
+A site may also name live edges to prune first (``info["prune"]``, ``{connection: (rows, cols)}``):
+the selector's ``past_budget`` pays for a split at the budget that way (a departure from
+ALGORITHMS.md §1). They are pruned (:func:`selfexpand.ops.prune_edges`: weights and first moments
+zeroed; the event's ``details["pays_for_split"]`` is true) before the split, and the graph is
+compacted after it (their storage and optimizer state go).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...ops import split_edges
+from ...ops import compact, prune_edges, split_edges
 from ...settings import setting
 from ...validators import Choice, Number
 from ..base import Initializer, Site
@@ -23,7 +29,8 @@ __all__ = ["EdgeSplitInitializer"]
 @register_part
 @dataclass(eq=False)
 class EdgeSplitInitializer(Initializer):
-    """Split the sites' edges; ``eps`` is the scale of the eps edges (``U[0, eps)``)."""
+    """Split the sites' edges (after pruning those a site's ``info["prune"]`` names, then compacting);
+    ``eps`` is the scale of the eps edges (``U[0, eps)``)."""
 
     name = "edge-split"
     grows = "edges"
@@ -36,7 +43,13 @@ class EdgeSplitInitializer(Initializer):
         for site in sites:
             if not site.edges:
                 continue
+            prune = site.info.get("prune")
+            if prune:
+                events.append(prune_edges(ctx.model, prune, optimizer=ctx.optimizer))
+                events[-1].details["pays_for_split"] = True  # past_budget, not the eps pruning
             events.append(split_edges(ctx.model, site.edges, eps=self.eps,
                                       signed=resolve_signed(self.signed, ctx, site.edges),
                                       generator=ctx.generator, optimizer=ctx.optimizer))
+            if prune:
+                events.append(compact(ctx.model, optimizer=ctx.optimizer))
         return events
