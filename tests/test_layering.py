@@ -23,15 +23,16 @@ _DATA = ["", "base", "cifar", "idx", "registry", "senn_tasks", "synthetic", "tab
 _REPORT = ["", "describe", "inactivity", "plots", "summary"]
 _STRATEGIES = ["", "base", "method", "registry", "topology", "unit_values", "helpers", "helpers.edge_pruning",
                "helpers.edge_statistics", "helpers.start_values", "senn", "senn.chain_sample", "senn.natural_scores",
-               "senn.proposals", "triggers", "triggers.checks", "triggers.interval", "triggers.plateau",
+               "senn.proposals", "budget", "triggers", "triggers.checks", "triggers.interval", "triggers.plateau",
                "triggers.rounds", "selectors", "selectors.edge_significance", "selectors.fixed_units",
                "selectors.natural_expansion", "selectors.steepest_voting", "initializers", "initializers.edge_split",
                "initializers.firefly", "initializers.gradmax", "initializers.natural_expansion",
                "initializers.net2net", "initializers.new_units", "initializers.shared_weights"]
-_TRAIN = ["", "auxiliary", "callbacks", "context", "history", "metrics", "natural_gradient", "progress",
-          "recorders", "settings", "trainer"]
+_TRAIN = ["", "auxiliary", "callbacks", "context", "flops", "growth_lr", "history", "metrics", "natural_gradient",
+          "progress", "recorders", "settings", "trainer"]
 _PRESETS = ["", "baselines", "edge", "preset", "registry", "resolve", "senn", "size", "starts", "swe"]
 _SWEEP = ["", "engine", "grid", "report", "runner"]
+_BENCH = ["", "front", "jobs", "plots", "rows", "runner", "tables"]
 
 
 def _names(package: str, modules: list[str]) -> list[str]:
@@ -49,7 +50,7 @@ LAYERS: dict[str, str] = {
     **{m: "strategies" for m in _names("strategies", _STRATEGIES)},
     **{m: "train" for m in _names("train", _TRAIN)},
     **{m: "presets" for m in _names("presets", _PRESETS)},
-    **{m: "runs" for m in _names("", ["runs", "twins", "bench"]) + _names("sweep", _SWEEP)},
+    **{m: "runs" for m in _names("", ["runs", "twins"]) + _names("sweep", _SWEEP) + _names("bench", _BENCH)},
     **{m: "cli" for m in _names("", ["cli"])},
     PACKAGE: "package",
 }

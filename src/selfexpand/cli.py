@@ -44,6 +44,7 @@ def _typed(rule):
 _positive_int = _typed(Integer(1))
 _positive_float = _typed(Number(0, low_open=True))
 _fraction = _typed(Number(0, 1, low_open=True, high_open=True))
+_unit_interval = _typed(Number(0, 1))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one method setting (repeatable; `selfexpand methods NAME` lists them)")
     t.add_argument("--max-params", type=_positive_int, help="growth never exceeds this many params")
+    t.add_argument("--grow-until", type=_unit_interval, default=None, metavar="F",
+                   help="no growth after this fraction of the epochs (default: the method's; 1: growth may "
+                        "come until the end)")
     for kind in ("trigger", "selector", "initializer"):
         t.add_argument(f"--{kind}", default=None, metavar="NAME",
                        help=f"swap in another {kind} (`selfexpand methods --parts` lists them)")
@@ -93,14 +97,26 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--dataset", default="*", help="show the settings of the method's row for this dataset")
     m.add_argument("--parts", action="store_true", help="list the registered parts of each kind")
     _add_sweep_parser(sub)
-    b = sub.add_parser("bench", help="several methods on one dataset, each beside its static twin")
+    b = sub.add_parser("bench", help="several methods on one dataset, each beside its static twins, the static "
+                                     "front of its start network and the sweep over that front",
+                       description="Each growing run is followed by its equal-epoch twin (its final architecture, "
+                                   "trained from scratch as long) and its equal-compute twin (as many epochs as fit "
+                                   "in the run's training and growth FLOPs). Methods that start from the same "
+                                   "network form a family; each family gets a static front (5 static networks "
+                                   "from the start's params to twice the largest grown params, each trained the "
+                                   "full budget), and the sweep keeps the front network with the best validation "
+                                   "metric, paying for all five. Writes results.csv (one row per run, its kind), "
+                                   "results.md, pareto.png and pareto_flops.png.")
     b.add_argument("--dataset", default="digits", help="dataset name or a .csv / .npz file (default: digits)")
     b.add_argument("--methods", required=True, help="comma-separated method names")
     b.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..K-1 (default 1)")
     b.add_argument("--epochs", type=_positive_int, help="epochs of every run (default: each method's own)")
     b.add_argument("--jobs", type=_positive_int, default=1, help="runs in parallel processes (default 1)")
     b.add_argument("--data-dir", help="folder holding the dataset (default: $SELFEXPAND_DATA)")
-    b.add_argument("--out", help="folder for results.csv, results.md, pareto.png (default: runs/bench-...)")
+    b.add_argument("--out", help="folder for results.csv, results.md, pareto.png, pareto_flops.png "
+                                 "(default: runs/bench-...)")
+    b.add_argument("--no-front", action="store_true", help="no static front and no sweep (only the runs and "
+                                                          "their twins)")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting of every method's runs (repeatable; a key a method lacks "
                         "fails its runs)")
@@ -139,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _TRAIN_OPTIONS = ("method", "dataset", "target", "test_file", "data_dir", "epochs", "batch_size", "lr",
-                  "seed", "val_fraction", "max_params", "device", "front")
+                  "seed", "val_fraction", "max_params", "grow_until", "device", "front")
 
 
 def _silence_stdout() -> None:
@@ -359,13 +375,17 @@ def _bench(args, argv) -> int:
         if bar is None:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="run", desc="bench", dynamic_ncols=True, file=sys.stderr)
+            bar = tqdm(total=total, unit="job", desc="bench", dynamic_ncols=True, file=sys.stderr)
+        if bar.total != total:  # the fronts' jobs are known once the methods have run
+            bar.total = total
+            bar.refresh()
         bar.update(done - bar.n)
 
     progress(0, len(methods) * args.seeds)
     try:
         rows = run_bench(args.dataset, methods, args.seeds, out, epochs=args.epochs, jobs=args.jobs,
-                         data_dir=args.data_dir, progress=progress, settings=_parse_sets(args.set))
+                         data_dir=args.data_dir, progress=progress, settings=_parse_sets(args.set),
+                         front=not args.no_front)
     finally:
         if bar is not None:
             bar.close()

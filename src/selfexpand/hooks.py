@@ -2,8 +2,8 @@
 
 Every hook takes the :class:`~selfexpand.train.context.GrowthContext` and keyword arguments, and
 ignores those it does not use (``**kwargs``), so a hook can learn more later without breaking
-anyone. The trainer calls each hook on the method's parts first, then on the callbacks, at these
-moments of an epoch:
+anyone. The trainer calls each hook on its growth-aware learning rate (when one is on), then on the
+method's parts, then on the callbacks, at these moments of an epoch:
 
 ``on_train_begin`` once, before the first epoch (also when a run resumes);
 ``on_epoch_begin`` before the epoch's first batch;

@@ -59,6 +59,7 @@ class RunConfig:
     seed: int = 0
     val_fraction: float = 0.2
     max_params: int | None = None
+    grow_until: float | None = None
     device: str = "cpu"
     out: str | None = None
     settings: dict = field(default_factory=dict)
@@ -69,7 +70,7 @@ class RunConfig:
 def _settings(config: RunConfig) -> dict:
     """The run's resolved settings: the method's row for the dataset, ``--set`` and the options."""
     overrides = _method_settings(config)
-    for name in ("epochs", "batch_size", "lr"):
+    for name in ("epochs", "batch_size", "lr", "grow_until"):
         value = getattr(config, name)
         if value is not None:
             overrides[name] = value  # checked like any other setting
@@ -134,15 +135,46 @@ def _new_run_dir(config: RunConfig, data) -> Path:
     return path
 
 
-def twin_config(run_dir: str | Path, *, out: str | None = None) -> RunConfig:
+def twin_config(run_dir: str | Path, *, out: str | None = None, epochs: int | None = None,
+                architecture: str | Path | None = None) -> RunConfig:
     """The static twin of a finished run: its final architecture, fresh values, same epochs,
-    optimizer, data and seed (DESIGN.md glossary)."""
+    optimizer, data and seed (DESIGN.md glossary).
+
+    Args:
+        epochs: train this many epochs instead (the equal-compute twin, :func:`compute_twin_config`).
+        architecture: a folder whose ``model.safetensors`` gives the architecture instead of the run's
+            final one (the bench's static front: a network of the run's family at another size),
+            trained with the run's settings all the same.
+    """
     run_dir = Path(run_dir)
     config, summary = _read_config(run_dir), _read_json(run_dir / "summary.json")
     fields = {k: v for k, v in config.items() if k in RunConfig.__dataclass_fields__}
     twin = RunConfig(**{**fields, "settings": dict(config.get("settings") or {})})
-    twin.twin_of, twin.out = str(run_dir), out
-    twin.epochs = summary["epochs"]
+    twin.twin_of, twin.out = str(architecture if architecture is not None else run_dir), out
+    twin.epochs = summary["epochs"] if epochs is None else positive_int("epochs", epochs)
+    return twin
+
+
+def compute_twin_config(run_dir: str | Path, *, out: str | None = None) -> RunConfig:
+    """The equal-compute twin of a finished run: its static twin trained for as many epochs as fit in
+    the run's ``train_flops + growth_flops`` (:func:`selfexpand.twins.equal_compute_epochs`), one
+    epoch's cost being :func:`selfexpand.train.flops.epoch_train_flops` of the final architecture on
+    the run's training split (masked storage included, as ``train_flops`` counts it).
+
+    Raises:
+        DataError: the run's summary has no ``train_flops`` (made before compute accounting).
+    """
+    from .train.flops import epoch_train_flops
+    from .twins import equal_compute_epochs
+
+    run_dir = Path(run_dir)
+    summary = _read_json(run_dir / "summary.json")
+    if summary.get("train_flops") is None:
+        raise DataError(f"{run_dir / 'summary.json'}: no train_flops (a run made before compute accounting)")
+    twin = twin_config(run_dir, out=out)
+    n_train = int(_load_data(twin).x_train.shape[0])
+    stored, _live = epoch_train_flops(twin_model(run_dir, twin.seed), n_train)
+    twin.epochs = equal_compute_epochs(summary["train_flops"] + (summary.get("growth_flops") or 0), stored)
     return twin
 
 
@@ -197,7 +229,7 @@ def resume_run(run_dir: str | Path, *, epochs: int | None = None, callbacks: lis
     data = _load_data(config)
     state = dict(ckpt.extra["trainer"])
     state["generator"] = ckpt.tensors["generator"]
-    state["tensors"] = {k: v for k, v in ckpt.tensors.items() if k.startswith("method.")}
+    state["tensors"] = {k: v for k, v in ckpt.tensors.items() if k.startswith(("method.", "growth_lr."))}
     restore_rng_state({k: v for k, v in ckpt.tensors.items() if k != "generator"})
     counts_start = ckpt.extra["counts_start"]
     trainer = _trainer(method, settings, config, callbacks, run_dir, counts_start)
@@ -281,6 +313,9 @@ def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path
                       lr=settings["lr"], optimizer=settings["optimizer"],
                       weight_decay=settings["weight_decay"], seed=config.seed,
                       lr_schedule=settings.get("lr_schedule", "constant"),
+                      grow_until=settings.get("grow_until", 1.0),  # runs stored before it: no cut-off
+                      growth_warmup=settings.get("growth_warmup", 0.0),  # stored before them: off
+                      new_lr_scale=settings.get("new_lr_scale", 1.0), new_lr_span=settings.get("new_lr_span", 0.1),
                       max_params=_budget(config, settings), device=config.device)
     # the recorders add to the epoch record, so they run before the writer stores it
     trainer.callbacks = [InactivityRecorder(), SizeControlRecorder(), _RunWriter(run_dir, trainer, counts_start),

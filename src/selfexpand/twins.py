@@ -1,5 +1,6 @@
 """Static twins (DESIGN.md glossary): a finished run's final architecture, freshly initialised, trained
-for the same number of epochs with the same optimizer, data and seed."""
+for the same number of epochs with the same optimizer, data and seed; the equal-compute twin trains it
+for as many epochs as fit in the grown run's FLOPs (:func:`equal_compute_epochs`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,28 @@ from .graph import GrowableNet
 from .graph.init import reinitialize
 from .ops import remove_units
 
-__all__ = ["twin_model", "without_size_control"]
+__all__ = ["equal_compute_epochs", "twin_model", "without_size_control"]
+
+
+def equal_compute_epochs(total_flops: float, epoch_flops: float) -> int:
+    """Epochs of the equal-compute twin: ``max(1, floor(total_flops / epoch_flops))``.
+
+    The floor keeps the twin within the grown run's compute (never above it, unless one epoch is
+    already more), so the twin's training FLOPs are within one of its own epochs of ``total_flops``.
+
+    Args:
+        total_flops: the grown run's ``train_flops + growth_flops``.
+        epoch_flops: training FLOPs of one epoch of the final architecture (masked storage included,
+            as ``train_flops`` counts it).
+
+    Raises:
+        ConfigError: ``total_flops`` negative or ``epoch_flops`` not positive.
+    """
+    if not total_flops >= 0:
+        raise ConfigError(f"total_flops must be >= 0, got total_flops={total_flops!r}")
+    if not epoch_flops > 0:
+        raise ConfigError(f"epoch_flops must be > 0, got epoch_flops={epoch_flops!r}")
+    return max(1, int(total_flops // epoch_flops))
 
 
 def twin_model(run_dir: str | Path, seed: int) -> GrowableNet:

@@ -90,7 +90,7 @@ def test_bad_settings(cls, kwargs, match):
 
 @pytest.mark.parametrize("method", ["random", "zero", "net2net", "gradmax", "firefly"])
 def test_baseline_methods_grow_on_the_schedule(tmp_path, method):
-    settings = {"epochs": 6, "times": 3, "units": 2}
+    settings = {"epochs": 6, "times": 3, "units": 2, "tuned_epochs": 6}  # epochs as written, not scaled
     _, summary = train_run(RunConfig(method=method, dataset="digits", out=str(tmp_path / method), settings=settings))
     assert summary["units_added"] == 3 * 2 and summary["growth_events"] == 3
     assert summary["params_final"] == summary["params_start"] + 3 * 2 * (64 + 1 + 10)

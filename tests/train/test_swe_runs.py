@@ -14,7 +14,7 @@ from selfexpand.runs import CHECKPOINT, RunConfig, resume_run, train_run
 
 # tiny rounds: 64-8-8-10, 3 rounds of at most 3 epochs, +4 then +6 units
 TINY = {"hidden": [8, 8], "rounds": 3, "schedule": [4, 6], "max_round_epochs": 3, "patience": 10,
-        "final_patience": 10, "epochs": 30}
+        "final_patience": 10, "epochs": 30, "tuned_epochs": None}  # counts as plain epochs
 
 
 def records(run_dir) -> list[dict]:

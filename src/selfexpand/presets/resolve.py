@@ -5,7 +5,8 @@ method's own, or those swapped in by ``--trigger`` / ``--selector`` / ``--initia
 for every setting the run's *owners* declare: the training settings
 (:class:`~selfexpand.train.settings.TrainingSettings`), the start network's, the helper parts' and the
 three parts'. Values come from the declaration's default, then the method's row for the dataset, then
-the user's overrides; every value passes its declaration's rule. A key that no owner declares is
+the user's overrides; every value passes its declaration's rule. A part whose settings count epochs
+gets ``tuned_epochs`` = the row's ``epochs`` unless the row says otherwise (``strategies.budget``). A key that no owner declares is
 refused, a replaced part's settings included. Two parts may share a key only when they declare it with
 the same default (``signed`` of the edge selector and the edge split); a part's key may not be a
 training or start setting.
@@ -135,6 +136,9 @@ def resolve_config(method: str, dataset: str = "*", overrides: dict | None = Non
             row[key] = value
         elif key not in dropped:
             raise ConfigError(f"method {method!r}, row {row_key!r}: {key!r} is declared by none of its parts")
+    if "tuned_epochs" in declared and "tuned_epochs" not in row:
+        # the row's epoch counts are written for the row's run length: they keep their shape at any --epochs
+        row["tuned_epochs"] = row.get("epochs", TrainingSettings.epochs)
     for key in overrides:
         if key in declared:
             continue

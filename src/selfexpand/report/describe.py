@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["describe_run", "describe_graph", "describe_inactivity"]
+__all__ = ["describe_run", "describe_graph", "describe_inactivity", "describe_compute"]
 
 
 def describe_graph(net) -> list[str]:
@@ -52,11 +52,26 @@ def describe_inactivity(figures: dict | None, source: str) -> list[str]:
     return lines
 
 
+def describe_compute(totals: dict, source: str) -> list[str]:
+    """The run's compute (``train_flops``, ``live_train_flops``, ``growth_flops``) in GFLOPs."""
+    if all(totals.get(k) is None for k in ("train_flops", "live_train_flops", "growth_flops")):
+        return ["compute: not recorded by this run"]
+
+    def giga(key):
+        value = totals.get(key)
+        return "n/a" if value is None else f"{value / 1e9:.4g}"
+
+    return [f"compute ({source}): train {giga('train_flops')} GFLOPs (live entries {giga('live_train_flops')}), "
+            f"growth {giga('growth_flops')} GFLOPs",
+            "  (2mnk over the matrix products and convolutions, forward and backward; elementwise work "
+            "not counted)"]
+
+
 def describe_run(run_dir: str | Path) -> str:
     """The text ``selfexpand inspect RUN_DIR`` prints."""
     from ..checkpoint import load_checkpoint
     from ..errors import DataError
-    from .summary import GROWING_KINDS
+    from .summary import GROWING_KINDS, flop_totals
 
     run_dir = Path(run_dir)
     model_path = run_dir / "model.safetensors"
@@ -86,6 +101,11 @@ def describe_run(run_dir: str | Path) -> str:
         last = epochs[-1] if epochs else None
         source = f"model after epoch {last['epoch']}, validation set" if last else ""
         lines += describe_inactivity(last, source)
+    if s is not None and any(k in s for k in ("train_flops", "growth_flops")):
+        lines += describe_compute(s, "run totals")
+    else:
+        last = max((r["epoch"] for r in records if r["type"] == "epoch"), default=0)
+        lines += describe_compute(flop_totals(records), f"epochs 1-{last} of history.jsonl")
     if history.exists():
         growth = [r for r in records if r["type"] == "growth"]
         grown = sum(r["kind"] in GROWING_KINDS for r in growth)  # as summary.json counts them

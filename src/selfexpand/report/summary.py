@@ -4,21 +4,34 @@ from __future__ import annotations
 
 from .inactivity import inactivity_fields
 
-__all__ = ["GROWING_KINDS", "summarize", "SUMMARY_TABLE_KEYS"]
+__all__ = ["GROWING_KINDS", "FLOP_KEYS", "summarize", "flop_totals", "SUMMARY_TABLE_KEYS"]
 
 GROWING_KINDS = ("split_edges", "add_units", "insert_layer", "split_units")
 
 SUMMARY_TABLE_KEYS = ("method", "dataset", "seed", "epochs", "test_metric", "best_val_metric",
                       "params_start", "params_final", "weights_active_final", "stored_params_final",
                       "growth_events", "units_added", "edges_added", "edges_pruned", "train_seconds",
-                      "growth_seconds", "inactive_units_fraction", "inactive_new_units_fraction")
+                      "growth_seconds", "train_flops", "live_train_flops", "growth_flops",
+                      "inactive_units_fraction", "inactive_new_units_fraction")
+
+#: compute accounting (``selfexpand.train.flops``): per epoch record and run totals, same names
+FLOP_KEYS = ("train_flops", "live_train_flops", "growth_flops")
+
+
+def flop_totals(history: list[dict]) -> dict[str, int | None]:
+    """The run totals of :data:`FLOP_KEYS`: sums over the epoch records (integration epochs
+    included); None for a key no epoch record holds (runs made before the accounting)."""
+    epochs = [r for r in history if r["type"] == "epoch"]
+    return {key: (int(sum(r.get(key, 0) for r in epochs)) if any(key in r for r in epochs) else None)
+            for key in FLOP_KEYS}
 
 
 def summarize(*, method: str, dataset: str, seed: int, history: list[dict], counts_start: dict,
               counts_final: dict, metric_name: str, higher_is_better: bool, test_metric: float,
               train_seconds: float, growth_seconds: float, inactivity: dict | None = None,
               extra: dict | None = None) -> dict:
-    """Every key the CLI table, the bench and the docs rely on (counts are plain ints).
+    """Every key the CLI table, the bench and the docs rely on (counts are plain ints; the FLOP
+    totals from :func:`flop_totals`).
 
     Args:
         inactivity: :func:`selfexpand.report.inactivity.inactivity` of the final model on the
@@ -45,6 +58,7 @@ def summarize(*, method: str, dataset: str, seed: int, history: list[dict], coun
         "front_params": int(counts_final["front_params"]),
         "train_seconds": float(train_seconds),
         "growth_seconds": float(growth_seconds),
+        **flop_totals(history),
         "growth_events": len(grown),
         "units_added": int(sum(g["units_added"] for g in grown)),
         "edges_added": int(sum(g["edges_added"] for g in grown)),

@@ -85,12 +85,22 @@ class GrowthPart(Hooks, Configurable):
 
 
 class Trigger(GrowthPart):
-    """WHEN: decide after each epoch whether to grow."""
+    """WHEN: decide after each epoch whether to grow. The trainer asks :meth:`decide`, which keeps
+    the run's budget: past ``grow_until`` (``ctx.growth_open`` false) a wish to grow is refused, but
+    :meth:`should_grow` is still asked, so a trigger that also paces training (rounds) keeps pacing."""
 
     kind: ClassVar[str] = "trigger"
 
     def should_grow(self, ctx) -> Decision:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def decide(self, ctx) -> Decision:
+        """:meth:`should_grow`, within the run's budget."""
+        decision = self.should_grow(ctx)
+        if decision.grow and not getattr(ctx, "growth_open", True):
+            return Decision(False, f"{decision.reason}; no growth: past grow_until "
+                                   f"({ctx.grow_until:g} of {ctx.epochs_total} epochs)")
+        return decision
 
 
 class Selector(GrowthPart):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import torch
 
+from ..graph.network import GrowableNet
 from .auxiliary import auxiliary_loss, auxiliary_terms
+from .flops import FlopMeter, flop_breakdown, natural_step_flops
 from .history import History
 from .metrics import HIGHER_IS_BETTER
 
@@ -30,10 +33,15 @@ class GrowthContext:
         max_params: growth never makes ``params`` exceed this (None: no bound).
         epoch: number of training epochs completed so far.
         epochs_total: the run's budget of training epochs.
+        grow_until: the fraction of ``epochs_total`` after which no method grows (:attr:`growth_open`).
         decision: the trigger's latest :class:`~selfexpand.strategies.base.Decision` (a selector
             reads ``decision.amount`` when the trigger sets how many units to add).
         stop_training: whether a part or callback asked the run to stop (:meth:`request_stop`); the
             flag only ever turns on: assigning False after a request does not clear it.
+        growth_meter: the :class:`~selfexpand.train.flops.FlopMeter` measuring the growth step in
+            progress (set by the trainer; None outside growth steps). The helpers below count their
+            work on a :class:`GrowableNet` from its structure and add it to the meter, paused meanwhile
+            (``selfexpand.train.flops``).
     """
 
     model: torch.nn.Module
@@ -47,9 +55,13 @@ class GrowthContext:
     max_params: int | None = None
     epoch: int = 0
     epochs_total: int = 0
+    grow_until: float = 1.0
     metric_name: str = "accuracy"
     decision: object = None
     stop_reasons: list[str] = field(default_factory=list)
+    growth_meter: FlopMeter | None = field(default=None, repr=False)
+    # (stored, live) training FLOPs of the model since the last epoch record (record_epoch stores them)
+    _train_flops: list[int] = field(default_factory=lambda: [0, 0], init=False, repr=False)
 
     @property
     def stop_training(self) -> bool:
@@ -63,6 +75,14 @@ class GrowthContext:
     def request_stop(self, reason: str) -> None:
         """Ask the run to stop after this epoch (every request is kept; none can be withdrawn)."""
         self.stop_reasons.append(str(reason))
+
+    @property
+    def growth_open(self) -> bool:
+        """Whether growth may still come after the epoch just completed: not after epoch
+        ``grow_until * epochs_total`` (at 1, growth after the last epoch is allowed, as the reference
+        codes do, though nothing trains what it adds). Always open when the budget is unknown
+        (``epochs_total`` 0)."""
+        return self.epochs_total <= 0 or self.epoch <= self.grow_until * self.epochs_total + 1e-9
 
     @property
     def higher_is_better(self) -> bool:
@@ -89,11 +109,26 @@ class GrowthContext:
 
     @torch.no_grad()
     def evaluate(self, split: str = "val", model: torch.nn.Module | None = None) -> dict[str, float]:
-        """Mean loss and metric of ``model`` (default: the context's) on ``split``."""
+        """Mean loss and metric of ``model`` (default: the context's) on ``split``. Asked for during
+        a growth step, its forward FLOPs are growth FLOPs."""
         from .metrics import evaluate
 
+        model = model or self.model
         x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
-        return evaluate(model or self.model, x, y, self.loss_fn, self.metric_name)
+        meter = self.growth_meter
+        if meter is None or not meter.running or not isinstance(model, GrowableNet):
+            return evaluate(model, x, y, self.loss_fn, self.metric_name)
+        with meter.paused():
+            result = evaluate(model, x, y, self.loss_fn, self.metric_name)
+        meter.add(flop_breakdown(model).forward * x.shape[0])
+        return result
+
+    def _meter_paused(self, model: torch.nn.Module | None = None):
+        """The growth meter paused (nothing when there is none, or ``model`` is not counted from its
+        structure and so must stay measured)."""
+        if self.growth_meter is None or (model is not None and not isinstance(model, GrowableNet)):
+            return nullcontext()
+        return self.growth_meter.paused()
 
     def gradient_pass(self, on_batch: Callable[[], None], n_batches: int | None = None, *,
                       model: torch.nn.Module | None = None, batch_size: int | None = None) -> None:
@@ -104,22 +139,31 @@ class GrowthContext:
             n_batches: stop after this many batches (default: one pass over the training set).
             model: the model to differentiate (default: the context's; a throw-away copy works too).
             batch_size: batch size of the pass (default: the run's).
+
+        Its FLOPs (forward and backward) are growth FLOPs when a growth step is being measured.
         """
         model = model or self.model
         was_training = model.training
         model.train()
         saved, self.batch_size = self.batch_size, batch_size or self.batch_size
+        counted = self.growth_meter is not None and isinstance(model, GrowableNet)
+        per_example = flop_breakdown(model).train[0] if counted else 0
+        seen = 0
         try:
-            for i, (xb, yb) in enumerate(self.train_batches(shuffle=False)):
-                if n_batches is not None and i >= n_batches:
-                    break
-                model.zero_grad(set_to_none=True)
-                self.loss_fn(model(xb), yb).backward()
-                on_batch()
+            with self._meter_paused(model):
+                for i, (xb, yb) in enumerate(self.train_batches(shuffle=False)):
+                    if n_batches is not None and i >= n_batches:
+                        break
+                    model.zero_grad(set_to_none=True)
+                    self.loss_fn(model(xb), yb).backward()
+                    seen += xb.shape[0]
+                    on_batch()
         finally:
             self.batch_size = saved
             model.zero_grad(set_to_none=True)
             model.train(was_training)
+            if counted:
+                self.growth_meter.add(per_example * seen)
 
     def mean_gradients(self, params: list[torch.nn.Parameter], *, model: torch.nn.Module | None = None,
                        batch_size: int | None = None) -> list[torch.Tensor]:
@@ -155,6 +199,11 @@ class GrowthContext:
 
         An optimizer with ``needs_outputs`` (e.g. ``NaturalGradient``) gets the batch's outputs:
         ``backward`` keeps the graph and ``optimizer.set_outputs(outputs)`` precedes each step.
+
+        FLOPs (``selfexpand.train.flops``, counted from the structure of a :class:`GrowableNet`
+        under the epoch's ``requires_grad`` flags): training the context's model adds to the next
+        epoch record's ``train_flops`` / ``live_train_flops``; training another model (a copy) during
+        a growth step adds to its growth FLOPs.
         """
         model, optimizer = model or self.model, optimizer or self.optimizer
         needs_outputs = getattr(optimizer, "needs_outputs", False)
@@ -167,39 +216,65 @@ class GrowthContext:
         model.train()
         total, count = torch.zeros((), device=self.device), 0
         terms = auxiliary_terms(model)  # size losses of modulators, as the trainer adds them
+        counted = isinstance(model, GrowableNet)
+        breakdown = flop_breakdown(model) if counted else None
+        solver = [0, 0]  # the natural gradient's CG products (stored, live)
+        measure_step = counted and needs_outputs and model.front is not None
         try:
-            for xb, yb in self.train_batches():
-                optimizer.zero_grad(set_to_none=True)
-                out = model(xb)
-                loss = self.loss_fn(out, yb)
-                extra = auxiliary_loss(model, terms)
-                (loss if extra is None else loss + extra).backward(retain_graph=needs_outputs)
-                if after_backward is not None:
-                    after_backward()
-                if needs_outputs:
-                    optimizer.set_outputs(out)
-                optimizer.step()
-                if after_step is not None:
-                    after_step()
-                total += loss.detach() * xb.shape[0]
-                count += xb.shape[0]
+            with self._meter_paused(model):
+                for xb, yb in self.train_batches():
+                    optimizer.zero_grad(set_to_none=True)
+                    out = model(xb)
+                    loss = self.loss_fn(out, yb)
+                    extra = auxiliary_loss(model, terms)
+                    (loss if extra is None else loss + extra).backward(retain_graph=needs_outputs)
+                    if after_backward is not None:
+                        after_backward()
+                    if needs_outputs:
+                        optimizer.set_outputs(out)
+                    # behind a front the solver's products are measured (see natural_step_flops)
+                    with FlopMeter() if measure_step else nullcontext() as step_meter:
+                        optimizer.step()
+                    if counted and needs_outputs:
+                        iterations = getattr(optimizer, "last_info", {}).get("iterations", 0)
+                        stored, live = natural_step_flops(breakdown, xb.shape[0], iterations,
+                                                          step_meter.total if measure_step else None)
+                        solver[0] += stored
+                        solver[1] += live
+                    if after_step is not None:
+                        after_step()
+                    total += loss.detach() * xb.shape[0]
+                    count += xb.shape[0]
         finally:
             for p in frozen:
                 p.requires_grad_(True)
             optimizer.zero_grad(set_to_none=True)
+        if counted:
+            stored, live = breakdown.train
+            stored, live = stored * count + solver[0], live * count + solver[1]
+            if model is self.model:
+                self._train_flops[0] += stored
+                self._train_flops[1] += live
+            elif self.growth_meter is not None:
+                self.growth_meter.add(stored)
         return float(total) / max(count, 1)
 
     def record_epoch(self, train_loss: float, start: float, **extra) -> dict:
         """Count one training epoch of the model: evaluate on the validation split and append the
         epoch record (``type: epoch``) to the history. Integration epochs (SWE) use it too, with
         ``phase="integration"``. ``start`` is the epoch's ``time.perf_counter()`` start: the
-        record's ``seconds`` run from it to the end of the evaluation. Returns the record (callers
-        may add keys to it)."""
+        record's ``seconds`` run from it to the end of the evaluation. The record's ``train_flops``
+        and ``live_train_flops`` are those of the model's training since the previous record (see
+        :meth:`train_epoch`); the validation pass is neither training nor growth. Returns the record
+        (callers may add keys to it)."""
         self.epoch += 1
-        val = self.evaluate("val")
+        with self._meter_paused():
+            val = self.evaluate("val")
+        (train_flops, live_train_flops), self._train_flops = self._train_flops, [0, 0]
         record = {"type": "epoch", "epoch": self.epoch, "train_loss": train_loss,
                   "val_loss": val["loss"], "val_metric": val[self.metric_name], **self.model.counts(),
-                  "seconds": time.perf_counter() - start, **extra}
+                  "seconds": time.perf_counter() - start, "train_flops": train_flops,
+                  "live_train_flops": live_train_flops, **extra}
         self.history.append(record)
         return record
 

@@ -28,3 +28,12 @@ class TrainingSettings(Configurable):
                                "constant, or cosine: epoch t trains at lr (1 + cos(pi t / epochs)) / 2")
     max_params: int | None = setting(Optional(Integer(1)), None, "growth never makes params exceed this "
                                                                  "(null: no bound)")
+    grow_until: float = setting(Number(0, 1), 1.0, "fraction of the epochs after which no method grows "
+                                                   "(1: growth may come even after the last epoch)")
+    # growth-aware learning rates (selfexpand.train.growth_lr): lengths are fractions of the run
+    growth_warmup: float = setting(Number(0, 1), 0.0, "after each growth step the rate ramps linearly back "
+                                                      "up over this fraction of the run's steps (0: off)")
+    new_lr_scale: float = setting(Number(0, low_open=True), 1.0, "the entries a growth step adds train at this "
+                                                                 "times the rate, decaying to 1 (1: off)")
+    new_lr_span: float = setting(Number(0, 1), 0.1, "the fraction of the run's steps over which new_lr_scale "
+                                                    "decays linearly to 1 (0: off)")

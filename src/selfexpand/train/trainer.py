@@ -3,12 +3,13 @@
 Per epoch: train on shuffled mini-batches (each growth part sees every batch after the step, so
 statistics cost no extra pass), evaluate on the validation split, let the parts act (pruning), ask
 the trigger, select, grow, record. ``--epochs`` is the total budget of training epochs. The method's
-parts and the callbacks share one vocabulary of hooks (``selfexpand.hooks``), called on the parts
-first, then on the callbacks.
+parts and the callbacks share one vocabulary of hooks (``selfexpand.hooks``), called on the
+growth-aware learning rate (``growth_lr``, when one is on) first, then the parts, then the callbacks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -21,6 +22,8 @@ from ..strategies.method import GrowthMethod
 from ..validators import number, one_of
 from .callbacks import Callback
 from .context import GrowthContext
+from .flops import FLOP_KEYS, FlopMeter, warm_up
+from .growth_lr import GrowthLR
 from .history import History
 from .metrics import task_loss, task_metric
 from .natural_gradient import NaturalGradient
@@ -76,6 +79,9 @@ class Trainer:
             ``lr * (1 + cos(pi t / epochs)) / 2``.
         seed: seeds the data order and random initial values of growth.
         max_params: growth never makes ``params`` exceed this.
+        grow_until: no growth after epoch ``grow_until * epochs`` (a fraction of the run).
+        growth_warmup, new_lr_scale, new_lr_span: growth-aware learning rates
+            (:mod:`selfexpand.train.growth_lr`; off by default; when on, its hook runs before the parts').
         callbacks: :class:`Callback` instances.
         device: where to train.
 
@@ -86,14 +92,20 @@ class Trainer:
     def __init__(self, method: GrowthMethod | None = None, *, epochs: int = 10, batch_size: int = 64,
                  lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0,
                  lr_schedule: str = "constant", seed: int = 0,
-                 max_params: int | None = None, callbacks: list[Callback] | None = None,
-                 device: str | torch.device = "cpu"):
+                 max_params: int | None = None, grow_until: float = 1.0, callbacks: list[Callback] | None = None,
+                 device: str | torch.device = "cpu", growth_warmup: float = 0.0, new_lr_scale: float = 1.0,
+                 new_lr_span: float = 0.1):
         checked = TrainingSettings(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                                   weight_decay=weight_decay, lr_schedule=lr_schedule, max_params=max_params)
+                                   weight_decay=weight_decay, lr_schedule=lr_schedule, max_params=max_params,
+                                   grow_until=grow_until, growth_warmup=growth_warmup,
+                                   new_lr_scale=new_lr_scale, new_lr_span=new_lr_span)
         self.method = method or GrowthMethod("static")
         self.epochs, self.batch_size, self.lr = checked.epochs, checked.batch_size, checked.lr
         self.optimizer_name, self.weight_decay = checked.optimizer, checked.weight_decay
         self.lr_schedule, self.max_params = checked.lr_schedule, checked.max_params
+        self.grow_until = checked.grow_until
+        self.growth_lr = GrowthLR(epochs=checked.epochs, warmup=checked.growth_warmup, scale=checked.new_lr_scale,
+                                  span=checked.new_lr_span)
         self.seed = seed
         self.callbacks = list(callbacks or [])
         self.device = torch.device(device)
@@ -116,15 +128,20 @@ class Trainer:
         ctx = GrowthContext(model=model, optimizer=optimizer, loss_fn=task_loss(data.task), data=data,
                             batch_size=self.batch_size, generator=generator, device=self.device,
                             max_params=self.max_params, metric_name=task_metric(data.task),
-                            epochs_total=self.epochs)
+                            epochs_total=self.epochs, grow_until=self.grow_until)
         self.ctx = ctx
         spent = {"train": 0.0, "growth": 0.0}
         self._spent = spent
         if state is not None:
             self._load_state(ctx, state, spent)
-        hooks = [*self.method.parts(), *self.callbacks]
+        hooks = [*([self.growth_lr] if self.growth_lr.active else []), *self.method.parts(), *self.callbacks]
+        # a growth step is measured when anything may act in it
+        self._acts = self.method.trigger is not None or any(h.overrides("on_validation_end") for h in hooks)
+        if self._acts:
+            warm_up()  # the process's first dispatch mode imports torch._dynamo (once): in no timed region
         self._call(hooks, "on_train_begin", ctx)
         while ctx.epoch < self.epochs and not ctx.stop_training:
+            _freeze_size_past_budget(ctx)
             self._epoch(ctx, hooks, spent)
         self._call(hooks, "on_train_end", ctx)
         return FitResult(model, optimizer, ctx.history, spent["train"], spent["growth"])
@@ -136,36 +153,53 @@ class Trainer:
         if self.lr_schedule == "cosine":
             for group in ctx.optimizer.param_groups:
                 group["lr"] = self.lr * (1 + math.cos(math.pi * ctx.epoch / self.epochs)) / 2
+        self.growth_lr.begin_epoch(ctx)  # after a growth step: the warm-up factor on the scheduled rate
         per_batch = [h for h in hooks if h.overrides("on_batch_end")]
         loss = ctx.train_epoch(after_step=(lambda: [h.on_batch_end(ctx) for h in per_batch]) if per_batch else None)
         record = ctx.record_epoch(loss, start)
-        grow_start = time.perf_counter()
         n_records = len(ctx.history.records)
-        events = self._call(hooks, "on_validation_end", ctx, record=record)
-        reason = ""
-        if self.method.trigger is not None:
-            decision = self.method.trigger.should_grow(ctx)
-            ctx.decision = decision
-            reason = decision.reason
-            if decision.grow:
-                sites = self.method.selector.select(ctx) if self.method.selector else []
-                if sites:
-                    events += self.method.initializer.grow(ctx, sites)
-        # integration epochs (SWE) train the model itself: epochs of the run, not growth (glossary)
-        integration = sum(r["seconds"] for r in ctx.history.records[n_records:]
-                          if r["type"] == "epoch" and r.get("phase") == "integration")
-        growth_seconds = time.perf_counter() - grow_start - integration
-        record["growth_seconds"] = growth_seconds
-        if integration:
-            record["integration_seconds"] = integration
-        if events:
-            for event in events:
-                ctx.history.append({"type": "growth", "epoch": ctx.epoch, "reason": reason,
-                                    **event.to_dict()})
-            self._call(hooks, "on_grow_end", ctx, events=events, reason=reason)
+        growth_seconds = self._grow(ctx, hooks, record, n_records)
+        for key in FLOP_KEYS:  # run totals (saved with the trainer's state): this epoch, integration epochs included
+            spent[key] = spent.get(key, 0) + sum(r.get(key, 0) for r in [record, *ctx.history.records[n_records:]]
+                                                 if r["type"] == "epoch")
         spent["growth"] += growth_seconds
         spent["train"] += time.perf_counter() - start
         self._call(hooks, "on_epoch_end", ctx, record=record)
+
+    def _grow(self, ctx: GrowthContext, hooks: list[Hooks], record: dict, n_records: int) -> float:
+        """The growth step after an epoch: the parts act (pruning), the trigger decides, the selector and
+        the initializer grow; events go to the history. Its FLOPs are measured (``FlopMeter``:
+        FlopCounterMode's count; the context's helpers count their part from the structure) when
+        anything may act. Returns its seconds (integration epochs are epochs of the run, not growth)."""
+        grow_start = time.perf_counter()
+        meter = ctx.growth_meter = FlopMeter() if self._acts else None
+        try:
+            with meter if meter is not None else contextlib.nullcontext():
+                events = self._call(hooks, "on_validation_end", ctx, record=record)
+                reason = ""
+                if self.method.trigger is not None:
+                    decision = self.method.trigger.decide(ctx)
+                    ctx.decision = decision
+                    reason = decision.reason
+                    if decision.grow:
+                        sites = self.method.selector.select(ctx) if self.method.selector else []
+                        if sites:
+                            events += self.method.initializer.grow(ctx, sites)
+                integration = sum(r["seconds"] for r in ctx.history.records[n_records:]
+                                  if r["type"] == "epoch" and r.get("phase") == "integration")
+                growth_seconds = time.perf_counter() - grow_start - integration
+                record["growth_seconds"] = growth_seconds
+                if integration:
+                    record["integration_seconds"] = integration
+                if events:
+                    for event in events:
+                        ctx.history.append({"type": "growth", "epoch": ctx.epoch, "reason": reason,
+                                            **event.to_dict()})
+                    self._call(hooks, "on_grow_end", ctx, events=events, reason=reason)
+        finally:
+            ctx.growth_meter = None
+        record["growth_flops"] = meter.total if meter is not None else 0
+        return growth_seconds
 
     @staticmethod
     def _call(hooks: list[Hooks], hook: str, ctx, **kwargs) -> list:
@@ -181,7 +215,8 @@ class Trainer:
         ctx = self.ctx
         state = {"epoch": ctx.epoch, "method": self.method.state_dict(),
                  "history": ctx.history.state_dict(), "spent": dict(self._spent)}
-        return state, {"generator": ctx.generator.get_state(), **self.method.state_tensors()}
+        return state, {"generator": ctx.generator.get_state(), **self.method.state_tensors(),
+                       **self.growth_lr.save(ctx, state)}
 
     def _load_state(self, ctx: GrowthContext, state: dict, spent: dict) -> None:
         ctx.epoch = int(state["epoch"])
@@ -191,6 +226,18 @@ class Trainer:
             ctx.generator.set_state(state["generator"])
         self.method.load_state_tensors(state.get("tensors", {}))
         spent.update(state.get("spent", {}))
+        self.growth_lr.load(ctx, state)
+
+
+def _freeze_size_past_budget(ctx: GrowthContext) -> None:
+    """Past ``grow_until`` no method grows: a size set by gradient descent (size modulators) is frozen
+    for the epochs after epoch ``grow_until * epochs``."""
+    if ctx.epochs_total <= 0 or ctx.epoch < ctx.grow_until * ctx.epochs_total - 1e-9:
+        return
+    for layer in ctx.model.layers.values():
+        modulator = getattr(layer, "modulator", None)
+        if modulator is not None and hasattr(modulator, "live_count"):
+            modulator.requires_grad_(False)
 
 
 def _to_device(data, device):

@@ -3,7 +3,8 @@
 A check runs after the first epoch and after every epoch with ``epoch % cooldown == 0``. The
 reference also checks after the last epoch; units added then never train (their outgoing weights are
 zero), so that check is off by default (``check_last=True`` restores it). The selector decides
-whether a check adds anything.
+whether a check adds anything. ``cooldown`` scales with the run's length (``tuned_epochs``, see
+``strategies.budget``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from ...settings import setting
 from ...validators import Boolean, Integer
 from ..base import Decision, Trigger
+from ..budget import run_length, scale_epochs, tuned_epochs_setting
 from ..registry import register_part
 
 __all__ = ["CheckTrigger"]
@@ -26,9 +28,11 @@ class CheckTrigger(Trigger):
     name = "checks"
     cooldown: int = setting(Integer(1), 10, "epochs between two expansion checks (the first comes after epoch 1)")
     check_last: bool = setting(Boolean(), False, "also check after the last epoch, as the reference does")
+    tuned_epochs: int | None = tuned_epochs_setting()
 
     def should_grow(self, ctx) -> Decision:
-        last = self.check_last and ctx.epoch == ctx.epochs_total
-        if ctx.epoch == 1 or ctx.epoch % self.cooldown == 0 or last:
+        last = self.check_last and ctx.epoch == run_length(ctx)
+        cooldown = scale_epochs(self.cooldown, self.tuned_epochs, run_length(ctx))
+        if ctx.epoch == 1 or ctx.epoch % cooldown == 0 or last:
             return Decision(True, f"expansion check after epoch {ctx.epoch}")
         return Decision(False)

@@ -7,7 +7,8 @@ trigger asks for ``amount`` new units in total: the reference schedule 36, 47, 6
 (ALGORITHMS.md §2; about x1.3 per round), an explicit list, or its first entry growing by ``ratio``
 per round.
 After the last round it stops the run. Integration epochs (SWE) count as epochs of the run but
-belong to no round.
+belong to no round. ``patience``, ``final_patience`` and ``max_round_epochs`` scale with the run's
+length (``tuned_epochs``, see ``strategies.budget``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ...errors import ConfigError
 from ...settings import setting
 from ...validators import Choice, Integer, IntegerList, Number
 from ..base import Decision, Trigger
+from ..budget import run_length, scale_epochs, tuned_epochs_setting
 from ..registry import register_part
 
 __all__ = ["RoundsTrigger", "REFERENCE_SCHEDULE"]
@@ -49,6 +51,7 @@ class RoundsTrigger(Trigger):
     max_round_epochs: int = setting(Integer(1), 250, "epochs that end a round in any case")
     monitor: str = setting(Choice(*MONITORS), "val_loss", "the validation value that must improve")
     min_delta: float = setting(Number(0), 0.0, "an improvement must exceed this")
+    tuned_epochs: int | None = tuned_epochs_setting()
 
     def setup(self) -> None:
         if self.ratio > 0:
@@ -76,9 +79,10 @@ class RoundsTrigger(Trigger):
         else:
             self.wait += 1
         last = self.round == self.rounds - 1
-        patience = self.final_patience if last else self.patience
+        patience, longest = (scale_epochs(c, self.tuned_epochs, run_length(ctx)) for c in
+                             (self.final_patience if last else self.patience, self.max_round_epochs))
         trained = ctx.epoch - self.round_start
-        if self.wait < patience and trained < self.max_round_epochs:
+        if self.wait < patience and trained < longest:
             return Decision(False, f"round {self.round + 1}/{self.rounds}, epoch {trained}")
         why = f"no improvement for {self.wait} epochs" if self.wait >= patience else f"{trained} epochs"
         if self.best_weights:
