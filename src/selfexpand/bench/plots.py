@@ -3,7 +3,7 @@
 
 Each method has its own colour and its own marker shape; a grown run is filled, its equal-epoch twin
 hollow, its equal-compute twin half filled; each family's static front is a black line, the sweep's
-pick a black star with its family's name (FLOPs plot). The better direction of the metric is up. Runs
+pick a star, one shade per family, named in the legend (FLOPs plot). The better direction of the metric is up. Runs
 near chance level (accuracy gaining less than ``CHANCE_FRACTION`` of the best run's gain over
 ``1 / classes``) would squash the others: the y-range is fitted to the runs above it and those near it
 are listed under the plot.
@@ -19,13 +19,17 @@ from .rows import kind_of, ok
 __all__ = ["plot_pareto", "method_styles", "split_at_chance", "MARKERS", "CHANCE_FRACTION"]
 
 #: one shape per method, none repeated (numsides, style, angle: 1 a star, 0 a polygon)
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "d", "H", "8", (6, 1, 0), (8, 1, 0),
-           (5, 0, 180), (3, 1, 0), (4, 1, 0)]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", (6, 1, 0), "d", "H", "8", (7, 1, 0),
+           (8, 1, 0), (5, 0, 180), (3, 1, 0), (4, 1, 0)]  # no five-pointed star: the sweep's picks are stars
 CHANCE_FRACTION = 0.25
 _FILL = {"grown": "full", "twin": "none", "compute-twin": "bottom"}
 _KIND_LABEL = {"grown": "grown run", "twin": "equal-epoch twin (hollow)",
                "compute-twin": "equal-compute twin (half filled)"}
 _LINES = ["-", "--", ":", "-."]
+
+
+#: face colours of the sweep picks' stars, one per family
+_STAR_FILLS = ("black", "white", "grey", "gold", "lightblue")
 
 
 def _colour(i: int, n: int):
@@ -103,15 +107,14 @@ def _plot(path, shown, at_chance, methods, families, style, x_of, xlabel, *, flo
             ax.plot([p[0] for p in pts], [p[1] for p in pts], color="black", linestyle=_LINES[j % len(_LINES)],
                     marker="|", markersize=10, linewidth=1.2, label=f"static front: {family}", zorder=1)
             ys += [p[1] for p in pts]
-        if flops:
-            for k, pick in enumerate(sweeps(shown, family)):
-                if pick["flops"] is not None:
-                    y = _f(pick["pick"]["test_metric"])
-                    ax.plot([pick["flops"]], [y], marker="*", markersize=15, color="black", linestyle="none",
-                            label="sweep pick (at the FLOPs of all its front)" if not (j or k) else None, zorder=4)
-                    ax.annotate(family, (pick["flops"], y), textcoords="offset points", fontsize=7, ha="center",
-                                xytext=(0, 9 if j % 2 == 0 else -16))  # neighbours' names apart
-                    ys.append(y)
+        if flops:  # one star per seed, one shade per family (named in the legend, not on the plot)
+            picks = [p for p in sweeps(shown, family) if p["flops"] is not None]
+            if picks:
+                y = [_f(p["pick"]["test_metric"]) for p in picks]
+                ax.plot([p["flops"] for p in picks], y, marker="*", markersize=15, linestyle="none",
+                        color=_STAR_FILLS[j % len(_STAR_FILLS)], markeredgecolor="black", zorder=4,
+                        label=f"sweep pick: {family} (at the FLOPs of its whole front)")
+                ys += y
     for method in methods:
         colour, marker = style[method]
         for kind, fill in _FILL.items():
