@@ -35,10 +35,7 @@ def dense_width(target_params: int, n_in: int, n_out: int) -> int:
 
 
 def train(net, data, cfg, seed, method=None, max_params=None):
-    trainer = Trainer(method, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-                      optimizer=cfg["optimizer"], weight_decay=cfg["weight_decay"], seed=seed,
-                      lr_schedule=cfg["lr_schedule"],
-                      max_params=max_params)
+    trainer = Trainer.from_settings(method, cfg, seed=seed, max_params=max_params)
     start = time.perf_counter()
     result = trainer.fit(net, data)
     wall = time.perf_counter() - start

@@ -243,9 +243,7 @@ def our_settings(method: str, overrides: dict, args) -> dict:
 def run_ours(ds, seed: int, method: str, overrides: dict, args) -> dict:
     cfg = our_settings(method, overrides, args)
     model = GrowableNet.mlp([ds.n_features, *cfg["hidden"], ds.n_outputs], seed=seed)
-    trainer = Trainer(build_method(method, cfg), epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-                      optimizer=cfg["optimizer"], weight_decay=cfg["weight_decay"],
-                      lr_schedule=cfg.get("lr_schedule", "constant"), seed=seed, max_params=cfg.get("max_params"))
+    trainer = Trainer.from_settings(build_method(method, cfg), cfg, seed=seed)
     start = time.perf_counter()
     result = trainer.fit(model, ds)
     wall = time.perf_counter() - start

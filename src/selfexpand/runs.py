@@ -96,9 +96,8 @@ def _check_training(settings: dict, config: RunConfig) -> None:
         raise ConfigError(f"device must be 'cpu' or 'cuda', got device={config.device!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={config.device!r} but CUDA is not available on this machine")
-    Trainer(None, epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
-            optimizer=settings["optimizer"], weight_decay=settings["weight_decay"], seed=config.seed,
-            max_params=_budget(config, settings), device=device)  # checks the budget
+    Trainer.from_settings(None, settings, seed=config.seed, max_params=_budget(config, settings),
+                          device=device)  # checks the budget and every training setting
 
 
 def _load_data(config: RunConfig):
@@ -309,14 +308,9 @@ class _RunWriter(Callback):
 
 def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path,
              counts_start: dict | None = None) -> Trainer:
-    trainer = Trainer(method, epochs=settings["epochs"], batch_size=settings["batch_size"],
-                      lr=settings["lr"], optimizer=settings["optimizer"],
-                      weight_decay=settings["weight_decay"], seed=config.seed,
-                      lr_schedule=settings.get("lr_schedule", "constant"),
-                      grow_until=settings.get("grow_until", 1.0),  # runs stored before it: no cut-off
-                      growth_warmup=settings.get("growth_warmup", 0.0),  # stored before them: off
-                      new_lr_scale=settings.get("new_lr_scale", 1.0), new_lr_span=settings.get("new_lr_span", 0.1),
-                      max_params=_budget(config, settings), device=config.device)
+    # a run stored before a training setting existed runs with its default (grow_until 1, no growth_lr)
+    trainer = Trainer.from_settings(method, settings, seed=config.seed, max_params=_budget(config, settings),
+                                    device=config.device)
     # the recorders add to the epoch record, so they run before the writer stores it
     trainer.callbacks = [InactivityRecorder(), SizeControlRecorder(), _RunWriter(run_dir, trainer, counts_start),
                          *callbacks]

@@ -111,6 +111,15 @@ class Trainer:
         self.device = torch.device(device)
         self.ctx: GrowthContext | None = None
 
+    @classmethod
+    def from_settings(cls, method: GrowthMethod | None, settings, **kwargs) -> "Trainer":
+        """A trainer with the training settings of a configuration (``selfexpand.presets.resolve_config``,
+        or a run's stored one): a training setting the configuration lacks (a run stored before the
+        setting existed) takes its default. ``kwargs`` (``seed``, ``max_params``, ``callbacks``,
+        ``device``, ...) win over the configuration."""
+        values = {s.name: settings[s.name] for s in TrainingSettings.declared() if s.name in settings}
+        return cls(method, **{**values, **kwargs})
+
     def fit(self, model, data, *, optimizer: torch.optim.Optimizer | None = None,
             state: dict | None = None) -> FitResult:
         """Train ``model`` on ``data`` (a ``selfexpand.data.Dataset``) until ``epochs`` are done.
