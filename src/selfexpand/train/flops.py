@@ -51,7 +51,7 @@ from torch.utils.flop_counter import flop_registry
 from ..graph.network import GrowableNet
 from ..report.summary import FLOP_KEYS
 
-__all__ = ["FlopBreakdown", "flop_breakdown", "train_flops_per_example", "forward_flops_per_example",
+__all__ = ["FlopBreakdown", "flop_breakdown", "train_flops_per_example",
            "epoch_train_flops", "natural_step_flops", "FlopMeter", "warm_up", "FLOP_KEYS"]
 
 log = logging.getLogger("selfexpand.train")
@@ -113,12 +113,6 @@ def train_flops_per_example(model: GrowableNet) -> tuple[int, int]:
     """``(stored, live)`` FLOPs of one training example, forward + backward, under the current
     ``requires_grad`` flags (frozen weights get no weight-gradient product)."""
     return flop_breakdown(model).train
-
-
-def forward_flops_per_example(model: GrowableNet) -> tuple[int, int]:
-    """``(stored, live)`` FLOPs of one example's forward pass (an evaluation)."""
-    b = flop_breakdown(model)
-    return b.forward, b.forward_live
 
 
 def epoch_train_flops(model: GrowableNet, n_examples: int) -> tuple[int, int]:

@@ -118,13 +118,13 @@ class SharedWeightsExtender(Initializer):
             epochs = min(epochs, max(0, ctx.epochs_total - ctx.epoch))
         if epochs < self.integration_epochs:
             log.warning("SWE: %d of %d integration epochs fit in the run's budget", epochs, self.integration_epochs)
-        if epochs == 0 and self.integration_epochs > 0:  # nothing would ever train zero outgoing weights
-            return self._join_unintegrated(ctx, site)
-        values = new_unit_values(net, layer, n, ctx.generator, outgoing="zero")
-        if self.new_bias == "median":
-            values["bias"] = _median_bias(ctx, layer, values["incoming"])
-        added = add_units(net, layer, n, optimizer=ctx.optimizer, **values)
-        added.details.update({k: v for k, v in site.info.items() if isinstance(v, (int, float, str))})
+        if epochs == 0 and self.integration_epochs > 0:
+            # no integration epoch left: nothing would ever train zero outgoing weights, so the units
+            # join with random ones and no donations
+            added = self._add(ctx, site, "random")
+            added.details.update(integration_epochs=0, outgoing="random")
+            return [added]
+        added = self._add(ctx, site, "zero")
         n_old = net.layers[layer].size - n
         lr_scale = {"per_unit": 1.0 / n, "per_sqrt_unit": n ** -0.5, "run": None,
                     "bounded": 1.0 / max(n, n_old)}[self.donation_lr]
@@ -153,17 +153,16 @@ class SharedWeightsExtender(Initializer):
             baked.details["revived"] = revive_dead_units(ctx, layer, n)
         return [added, baked]
 
-    def _join_unintegrated(self, ctx, site: Site) -> list:
-        """No integration epoch left: the units join with random outgoing weights, no donations."""
+    def _add(self, ctx, site: Site, outgoing: str):
+        """``add_units`` at the site: Kaiming incoming weights, ``outgoing`` outgoing ones, the bias
+        ``new_bias`` says; the site's numeric details on the event."""
         net, layer, n = ctx.model, site.layer, site.n_units
-        values = new_unit_values(net, layer, n, ctx.generator, outgoing="random")
+        values = new_unit_values(net, layer, n, ctx.generator, outgoing=outgoing)
         if self.new_bias == "median":
             values["bias"] = _median_bias(ctx, layer, values["incoming"])
         added = add_units(net, layer, n, optimizer=ctx.optimizer, **values)
         added.details.update({k: v for k, v in site.info.items() if isinstance(v, (int, float, str))})
-        added.details.update(integration_epochs=0, outgoing="random")
-        return [added]
-
+        return added
 
 def _fresh_like(optimizer, params: list):
     """A new optimizer of ``optimizer``'s class and settings (its first group's) over ``params``."""
