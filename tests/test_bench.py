@@ -111,9 +111,9 @@ def test_cli_bench_set_reaches_every_run_and_its_twin(tmp_path, capsys):
     assert code == 0
     import yaml
 
-    grown = yaml.safe_load((tmp_path / "b" / "runs" / "zero-seed0" / "config.yaml").read_text())["resolved"]
-    twin = yaml.safe_load((tmp_path / "b" / "runs" / "zero-seed0-twin" / "config.yaml").read_text())["resolved"]
-    assert grown["units"] == 1 and grown["lr"] == 0.05 and twin["lr"] == 0.05
+    grown = yaml.safe_load((tmp_path / "b" / "runs" / "zero-seed0" / "config.yaml").read_text())
+    twin = yaml.safe_load((tmp_path / "b" / "runs" / "zero-seed0-twin" / "config.yaml").read_text())
+    assert grown["settings"]["units"] == 1 and grown["lr"] == 0.05 and twin["lr"] == 0.05
     with open(tmp_path / "b" / "results.csv") as f:
         table = list(csv.DictReader(f))
     # 8, + 1 unit after epoch 1: the row's timetable (11 steps in 40 epochs) scaled to 2 epochs is one step

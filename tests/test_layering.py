@@ -14,9 +14,9 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "selfexpand"
 
-_CORE = ["errors", "validators", "settings", "hooks", "_version"]
-_GRAPH = ["", "activations", "counts", "export", "fronts", "init", "modulators", "network", "parts", "rational",
-          "size_modulators", "size_nets", "spec"]
+_CORE = ["errors", "validators", "settings", "hooks", "_version", "catalog", "events"]
+_GRAPH = ["", "activations", "counts", "export", "fronts", "init", "modulators", "network", "parts", "plain",
+          "rational", "saving", "size_modulators", "size_nets", "spec"]
 _OPS = ["", "checks", "compact", "connection_edit", "donations", "edges", "edit", "event", "layers",
         "optimizer_state", "split_units", "units"]
 _DATA = ["", "base", "cifar", "idx", "registry", "senn_tasks", "synthetic", "tabular"]
@@ -31,6 +31,7 @@ _STRATEGIES = ["", "base", "method", "registry", "topology", "unit_values", "hel
 _TRAIN = ["", "auxiliary", "callbacks", "context", "flops", "growth_lr", "history", "metrics", "natural_gradient",
           "progress", "recorders", "settings", "trainer"]
 _PRESETS = ["", "baselines", "edge", "preset", "registry", "resolve", "senn", "size", "starts", "swe"]
+_RUNS = ["runs", "twins", "runconfig", "rundir", "runlock", "runchecks", "runwriter", "estimate"]
 _SWEEP = ["", "engine", "grid", "report", "runner"]
 _BENCH = ["", "front", "jobs", "plots", "rows", "runner", "tables"]
 
@@ -50,8 +51,8 @@ LAYERS: dict[str, str] = {
     **{m: "strategies" for m in _names("strategies", _STRATEGIES)},
     **{m: "train" for m in _names("train", _TRAIN)},
     **{m: "presets" for m in _names("presets", _PRESETS)},
-    **{m: "runs" for m in _names("", ["runs", "twins"]) + _names("sweep", _SWEEP) + _names("bench", _BENCH)},
-    **{m: "cli" for m in _names("", ["cli"])},
+    **{m: "runs" for m in _names("", _RUNS) + _names("sweep", _SWEEP) + _names("bench", _BENCH)},
+    **{m: "cli" for m in _names("", ["cli", "cli_parser", "cli_commands", "cli_batch", "cli_output"])},
     PACKAGE: "package",
 }
 

@@ -3,9 +3,11 @@
 Tensors: ``model.<name>`` (state dict), ``optim.<param name>.<key>`` (tensor optimizer state, Adam's
 ``step`` included), ``optim_hyper.<group index | defaults>.<key>`` (tensor hyperparameters) and
 ``extra.<key>`` (user tensors). Metadata (JSON strings): ``format``, ``spec``, ``optimizer``, ``extra``,
-``frozen``, ``library``, ``sha256`` (every tensor's name, dtype, shape and bytes, sorted by name) and
-``metadata_sha256`` (the other metadata). Optimizer state is keyed by parameter *name*, never by
-position: growth replaces parameters. Loading never executes code (no pickle, ``torch.load``, ``eval``).
+``frozen``, ``library``, ``run`` (optional: the run it belongs to, see :func:`load_run_file`),
+``sha256`` (every tensor's name, dtype, shape and bytes, sorted by name) and ``metadata_sha256`` (the
+other metadata). Optimizer state is keyed by parameter *name*, never by position: growth replaces
+parameters. Loading never executes code (no pickle, ``torch.load``, ``eval``). Files get the umask's
+permissions, as ``open`` gives.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from safetensors.torch import load as _safetensors_load
 from safetensors.torch import save as _safetensors_save
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, DataError, RunIdentityError
 from .graph.network import GrowableNet
 
 __all__ = ["FORMAT", "OPTIMIZERS", "register_optimizer", "Checkpoint", "save_checkpoint", "load_checkpoint",
-           "rng_state", "restore_rng_state"]
+           "rng_state", "restore_rng_state", "RUN_FILE", "read_run_identity", "check_run_stamp", "load_run_file",
+           "short_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +72,16 @@ class Checkpoint:
     extra: dict
     tensors: dict[str, torch.Tensor]
     library: dict = field(default_factory=dict)
+    run: dict | None = None  # the ``run`` stamp (None: a file written before run identity)
 
 
 def save_checkpoint(path, model, optimizer=None, extra: dict | None = None,
-                    tensors: dict[str, torch.Tensor] | None = None) -> Path:
+                    tensors: dict[str, torch.Tensor] | None = None, *, run: dict | None = None) -> Path:
     """Write ``model`` (optionally its optimizer, a JSON dict, tensors) to ``path`` atomically.
 
     A temporary file in the same folder is fsynced and renamed over ``path``; on any failure it is
     removed and an existing file at ``path`` is untouched. ``tensors`` may hold :func:`rng_state`.
+    ``run`` (a JSON dict with at least ``run_id``) stamps the file with the run it belongs to.
 
     Raises:
         CheckpointError: the model has no spec, the optimizer class is not in :data:`OPTIMIZERS` or
@@ -107,6 +112,8 @@ def save_checkpoint(path, model, optimizer=None, extra: dict | None = None,
         "frozen": json.dumps([n for n, p in model.named_parameters() if not p.requires_grad]),
         "library": json.dumps(_library_versions()),
     }
+    if run is not None:
+        meta["run"] = _json(run, path, "the run stamp")
     _write_atomic(path, out, _seal(out, meta))
     logger.info("saved checkpoint %s (%d tensors)", path, len(out))
     return path
@@ -160,6 +167,8 @@ def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, 
         data = _safetensors_save(tensors, metadata=meta)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with contextlib.suppress(OSError, AttributeError):  # mkstemp makes 0600: give what open() would
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -209,8 +218,12 @@ def load_checkpoint(path, *, device="cpu", map_front: Callable[[dict], nn.Module
     optimizer = None  # optimizer tensors without optimizer metadata are reported as malformed
     if opt_meta is not None or parts["optim"]:
         optimizer = _build_optimizer(path, model, opt_meta, parts["optim"])
+    run = _loads(meta, "run", path) if "run" in meta else None
+    if run is not None and not (isinstance(run, dict) and isinstance(run.get("run_id"), str)):
+        raise _fail(path, "metadata 'run' is not a run stamp (no run_id)")
     logger.info("loaded checkpoint %s (%d tensors)", path, len(tensors))
-    return Checkpoint(model, optimizer, extra, {k: v.to(device) for k, v in parts["extra"].items()}, library)
+    return Checkpoint(model, optimizer, extra, {k: v.to(device) for k, v in parts["extra"].items()}, library,
+                      run)
 
 
 def _read_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -411,3 +424,74 @@ def _library_versions() -> dict[str, str]:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
     return versions
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable reader sets it: put it back at once
+    os.umask(mask)
+    return mask
+
+
+# ---------------------------------------------------------------------- run identity
+RUN_FILE = "run.json"
+
+
+def short_id(run_id) -> str:
+    """The first 8 characters of a run id, as messages show it."""
+    return f"{str(run_id)[:8]}\u2026"
+
+
+def read_run_identity(run_dir) -> dict | None:
+    """A run directory's ``run.json`` (``run_id``, ``method``, ``seed``, the identity-defining
+    configuration, the data fingerprint); None when it has none (written before run identity).
+
+    Raises:
+        DataError: ``run.json`` is damaged (not JSON, not an object, no ``run_id``).
+    """
+    path = Path(run_dir) / RUN_FILE
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise DataError(f"{path}: not readable JSON ({exc}); the run's identity is unknown") from None
+    if not isinstance(value, dict) or not isinstance(value.get("run_id"), str) or not value["run_id"]:
+        raise DataError(f"{path}: not a run identity (a JSON object with a run_id); the run's identity is unknown")
+    return value
+
+
+def check_run_stamp(path, stamp: dict | None, identity: dict | None, name: str) -> None:
+    """Refuse a file of a run directory (``name`` as the message names it) whose ``run`` stamp is not
+    the run of ``identity`` (``run.json``; None: a run made before run identity, nothing checked).
+
+    Raises:
+        RunIdentityError: another run's file, or an unstamped file in a run that has an identity.
+    """
+    if identity is None:
+        return
+    this = f"this run {short_id(identity['run_id'])} (method {identity.get('method')}, seed {identity.get('seed')})"
+    if stamp is None:
+        raise RunIdentityError(f"{name} ({path}) carries no run id (written before run identity, or not by "
+                               f"selfexpand), so it is not the file of {this}")
+    if stamp.get("run_id") != identity["run_id"]:
+        raise RunIdentityError(f"{name} ({path}) belongs to run {short_id(stamp.get('run_id'))} (method "
+                               f"{stamp.get('method')}, seed {stamp.get('seed')}), not {this}")
+
+
+def load_run_file(run_dir, name: str = "model.safetensors", *, device="cpu", identity: dict | None = None,
+                  map_front: Callable[[dict], nn.Module] | None = None) -> Checkpoint:
+    """:func:`load_checkpoint` of the file ``name`` of a run directory, refused unless it is the run's
+    own (:func:`check_run_stamp`; ``identity``: the run's ``run.json`` if already read).
+
+    Raises:
+        CheckpointError: missing, damaged or tampered file; RunIdentityError: another run's file;
+            DataError: a damaged ``run.json``.
+    """
+    run_dir = Path(run_dir)
+    identity = read_run_identity(run_dir) if identity is None else identity
+    ckpt = load_checkpoint(run_dir / name, device=device, map_front=map_front)
+    if identity is None:
+        logger.warning("%s has no %s: a run written before run identity, its files are not checked", run_dir,
+                       RUN_FILE)
+    check_run_stamp(run_dir / name, ckpt.run, identity, name)
+    return ckpt

@@ -1,85 +1,64 @@
 """Runs on disk: train into a run directory, resume it, load it, predict with it, make its twin.
 
-A run directory holds ``config.yaml`` (the fully resolved configuration), ``environment.json``,
-``history.jsonl`` (one record per epoch and per growth event), ``checkpoint/last.safetensors``
-(model, optimizer, trainer and strategy state, generator: everything ``resume`` needs),
-``summary.json``, ``growth.png``, ``preprocessing.json`` and ``model.safetensors`` (the final model
-alone). Everything a run's configuration says is checked before any data is loaded or any file is
-written. Nothing here prints; the CLI adds the progress bar through ``callbacks``.
+A run directory holds ``config.yaml`` (the resolved configuration, a valid ``train --config``),
+``run.json`` (the run's id, identity-defining configuration and data fingerprint:
+:mod:`selfexpand.rundir`), ``environment.json`` (versions and every command that wrote the run),
+``history.jsonl`` (one record per epoch and per growth event), ``checkpoint/last.safetensors`` (model,
+optimizer, trainer and strategy state, generator: everything ``resume`` needs), ``summary.json``,
+``growth.png``, ``preprocessing.json`` and ``model.safetensors`` (the final model alone). The two
+safetensors files carry the run's id; a file of another run, an edited setting that changes the run
+or changed data is refused. A process writing the directory holds its lock (:mod:`selfexpand.runlock`).
+
+Everything a run's configuration says is checked before any data is loaded or any file is written.
+A non-finite loss stops the run; its last good checkpoint is kept and :class:`TrainingStopped` says
+how to resume it (``resume_run(..., lr=...)``). Nothing here prints; the CLI adds the progress bar
+through ``callbacks`` and prints ``summary["warnings"]``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
-import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
-from ._version import __version__
-from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from .data import dataset_options, decode_labels, load_dataset, preprocess_features, read_features_file
-from .errors import ConfigError, DataError
+from .checkpoint import (check_run_stamp, load_checkpoint, load_run_file, read_run_identity, restore_rng_state,
+                         save_checkpoint)
+from .data import dataset_options, decode_labels, decode_targets, load_dataset, preprocess_features, read_features_file
+from .errors import CheckpointError, ConfigError, DataError, RunIdentityError, TrainingStopped
 from .presets import build_method, build_start, resolve_config
 from .report.inactivity import inactivity
 from .report.plots import plot_growth
 from .report.summary import summarize
+from .runchecks import divergence_warning, start_warnings, stop_message
+from .runconfig import CONFIG_FILE, RunConfig, check_run_config, read_config, run_settings, write_config
+from .estimate import check_start_fits
+from .rundir import (check_config, check_data, environment, new_identity, now, read_environment, read_json,
+                     record_command, stamp, write_identity, write_json)
+from .runlock import RunLock
+from .runwriter import CHECKPOINT, CHECKPOINT_SECONDS, RunWriter, _budget
+from .runwriter import run_trainer as _trainer
 from .train.callbacks import Callback
+from .train.history import to_json
 from .train.metrics import HIGHER_IS_BETTER
-from .train.recorders import InactivityRecorder, SizeControlRecorder
 from .train.trainer import Trainer
 from .twins import twin_model
-from .validators import positive_int
+from .validators import number, positive_int
 
-__all__ = ["RunConfig", "train_run", "resume_run", "load_run", "predict_file", "twin_config"]
+__all__ = ["RunConfig", "train_run", "resume_run", "load_run", "predict_file", "twin_config", "compute_twin_config",
+           "CHECKPOINT", "CHECKPOINT_SECONDS"]
 
 log = logging.getLogger("selfexpand.runs")
 
-CHECKPOINT = Path("checkpoint") / "last.safetensors"
-CHECKPOINT_SECONDS = 10.0  # the longest a run waits between two checkpoints (and at the end)
+_CKPT_NAME = "checkpoint/last.safetensors"
 
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run; ``None`` training values come from the method's table row."""
-
-    method: str = "edge"
-    dataset: str = "digits"
-    target: str | None = None
-    data_dir: str | None = None
-    test_file: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    seed: int = 0
-    val_fraction: float = 0.2
-    max_params: int | None = None
-    grow_until: float | None = None
-    device: str = "cpu"
-    out: str | None = None
-    settings: dict = field(default_factory=dict)
-    twin_of: str | None = None
-    front: str | None = None
-
-
-def _settings(config: RunConfig) -> dict:
-    """The run's resolved settings: the method's row for the dataset, ``--set`` and the options."""
-    overrides = _method_settings(config)
-    for name in ("epochs", "batch_size", "lr", "grow_until"):
-        value = getattr(config, name)
-        if value is not None:
-            overrides[name] = value  # checked like any other setting
-    return resolve_config(config.method, str(config.dataset), overrides)
-
-
-def _budget(config: RunConfig, settings: dict) -> int | None:
-    """``--max-params`` if given, else the method row's ``max_params`` (None: no bound)."""
-    return config.max_params if config.max_params is not None else settings.get("max_params")
+_settings = run_settings  # the name earlier code used
 
 
 def _check_training(settings: dict, config: RunConfig) -> None:
@@ -101,37 +80,46 @@ def _check_training(settings: dict, config: RunConfig) -> None:
 
 
 def _load_data(config: RunConfig):
+    declared = dataset_options(config.dataset)
+    extra = {} if config.task is None else {"task": config.task}  # load_dataset's task= is for files
     return load_dataset(config.dataset, data_dir=config.data_dir, target=config.target,
                         test_file=config.test_file, seed=config.seed, val_fraction=config.val_fraction,
-                        options=_dataset_settings(config))
+                        options={k: v for k, v in config.settings.items() if k in declared}, **extra)
 
 
-def _dataset_settings(config: RunConfig) -> dict:
-    """The ``--set`` keys the dataset declares as its options (``--set arms=5`` for ``spirals``)."""
-    declared = dataset_options(config.dataset)
-    return {k: v for k, v in config.settings.items() if k in declared}
-
-
-def _method_settings(config: RunConfig) -> dict:
-    """The other ``--set`` keys: the method's settings."""
-    declared = dataset_options(config.dataset)
-    return {k: v for k, v in config.settings.items() if k not in declared}
+def _check_fits(settings: dict, data, config: RunConfig) -> None:
+    """The memory estimate of the start network (``selfexpand.estimate``), before it is built. Behind
+    a fixed front the dense layers read the front's output, whose size is known only once it is built:
+    no estimate then."""
+    if config.front is None:
+        check_start_fits(settings, data.n_features, data.n_outputs, device=config.device,
+                         n_train=int(data.x_train.shape[0]))
 
 
 def _new_run_dir(config: RunConfig, data) -> Path:
-    if config.out:
+    if config.out is not None:
         path = Path(config.out)
     else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path("runs") / f"{data.name}-{config.method}-{stamp}"
+        stamp_ = time.strftime("%Y%m%d-%H%M%S")
+        path = Path("runs") / f"{data.name}-{config.method}-{stamp_}"
         k = 1
         while path.exists():
             k += 1
-            path = Path("runs") / f"{data.name}-{config.method}-{stamp}-{k}"
-    if path.exists() and any(path.iterdir()):
+            path = Path("runs") / f"{data.name}-{config.method}-{stamp_}-{k}"
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ConfigError(f"out must be a new or empty folder (nothing is overwritten), got out={str(path)!r}")
     (path / "checkpoint").mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def _naming(run_dir: Path):
+    """A Ctrl-C inside carries the run directory (``exc.run_dir``), so the CLI can say what to resume."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        exc.run_dir = str(run_dir)
+        raise
 
 
 def twin_config(run_dir: str | Path, *, out: str | None = None, epochs: int | None = None,
@@ -144,13 +132,24 @@ def twin_config(run_dir: str | Path, *, out: str | None = None, epochs: int | No
         architecture: a folder whose ``model.safetensors`` gives the architecture instead of the run's
             final one (the bench's static front: a network of the run's family at another size),
             trained with the run's settings all the same.
+
+    Raises:
+        DataError / RunIdentityError: a damaged run file, or a ``config.yaml`` edited since the run.
     """
     run_dir = Path(run_dir)
-    config, summary = _read_config(run_dir), _read_json(run_dir / "summary.json")
-    fields = {k: v for k, v in config.items() if k in RunConfig.__dataclass_fields__}
-    twin = RunConfig(**{**fields, "settings": dict(config.get("settings") or {})})
-    twin.twin_of, twin.out = str(architecture if architecture is not None else run_dir), out
-    twin.epochs = summary["epochs"] if epochs is None else positive_int("epochs", epochs)
+    config, stored = read_config(run_dir)
+    identity = read_run_identity(run_dir)
+    if identity is not None and stored is None:
+        check_config(identity, config, _in_file(run_settings, config, run_dir / CONFIG_FILE),
+                     run_dir / CONFIG_FILE)
+    path = run_dir / "summary.json"
+    summary = read_json(path)
+    done = summary.get("epochs") if isinstance(summary, dict) else None
+    if not isinstance(done, int) or isinstance(done, bool) or done < 1:
+        raise DataError(f"{path}: not a finished run's summary (no epochs count); is {run_dir} a finished run?")
+    twin = dataclasses.replace(config, settings=dict(config.settings), out=out,
+                               twin_of=str(architecture if architecture is not None else run_dir))
+    twin.epochs = done if epochs is None else positive_int("epochs", epochs)
     return twin
 
 
@@ -167,8 +166,8 @@ def compute_twin_config(run_dir: str | Path, *, out: str | None = None) -> RunCo
     from .twins import equal_compute_epochs
 
     run_dir = Path(run_dir)
-    summary = _read_json(run_dir / "summary.json")
-    if summary.get("train_flops") is None:
+    summary = read_json(run_dir / "summary.json")
+    if not isinstance(summary, dict) or summary.get("train_flops") is None:
         raise DataError(f"{run_dir / 'summary.json'}: no train_flops (a run made before compute accounting)")
     twin = twin_config(run_dir, out=out)
     n_train = int(_load_data(twin).x_train.shape[0])
@@ -178,15 +177,18 @@ def compute_twin_config(run_dir: str | Path, *, out: str | None = None) -> RunCo
 
 
 def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: list[str] | None = None):
-    """Train a fresh run into a new run directory.
+    """Train a fresh run into a new run directory (locked while it is written).
 
     Returns:
         ``(run_dir, summary)``.
 
     Raises:
-        ConfigError / DataError: a bad setting or dataset, before anything is written.
+        ConfigError / DataError / ResourceError: a bad setting or dataset, or a start network that
+            cannot fit, before anything is written.
+        TrainingStopped: the loss became non-finite; the run's last good checkpoint is kept.
     """
-    settings = _settings(config)
+    check_run_config(config)
+    settings = run_settings(config)
     if config.twin_of:
         method, method_name = build_method("static", resolve_config("static")), f"{config.method}-twin"
     else:
@@ -196,45 +198,144 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
     if config.twin_of:
         model = twin_model(config.twin_of, config.seed)
     else:
+        _check_fits(settings, data, config)
         model = build_start(config.method, settings, data, config.seed, config.front)
     run_dir = _new_run_dir(config, data)
-    resolved = {**asdict(config), "resolved": settings, "out": str(run_dir)}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    _write_json(run_dir / "environment.json", _environment(config, command))
-    _write_json(run_dir / "preprocessing.json", {"task": data.task, "n_outputs": data.n_outputs,
-                                                 "input_shape": list(data.input_shape),
-                                                 "preprocessing": data.preprocessing})
-    trainer = _trainer(method, settings, config, callbacks, run_dir)
-    counts_start = model.counts()
-    result = trainer.fit(model, data)
-    return run_dir, _finish(run_dir, trainer, result, data, config, method_name, counts_start)
+    with RunLock(run_dir), _naming(run_dir):
+        identity = new_identity(config, settings, data)
+        write_config(run_dir, config, settings)
+        write_identity(run_dir, identity)
+        write_json(run_dir / "environment.json", environment(config, command))
+        write_json(run_dir / "preprocessing.json", _preprocessing(data))
+        counts_start = model.counts()
+        warnings = start_warnings(method, model, data, _budget(config, settings), counts_start["params"])
+        trainer = _trainer(method, settings, config, callbacks, run_dir, counts_start, identity=identity)
+        result = trainer.fit(model, data)
+        return run_dir, _finish(run_dir, trainer, result, data, config, method_name, counts_start, identity,
+                                warnings)
 
 
-def resume_run(run_dir: str | Path, *, epochs: int | None = None, callbacks: list[Callback] = ()):
+def resume_run(run_dir: str | Path, *, epochs: int | None = None, lr: float | None = None,
+               callbacks: list[Callback] = (), command: list[str] | None = None):
     """Continue a run from its last checkpoint until ``epochs`` in total (default: as configured).
+
+    Args:
+        epochs: the new total; not below the epochs already trained.
+        lr: a new learning rate, only after the run stopped on a non-finite loss (recorded in
+            ``run.json``'s ``changes``); otherwise it would change the run, and is refused.
+        command: recorded in ``environment.json`` (default ``sys.argv``).
 
     Returns:
         ``(run_dir, summary)``; the run directory's files are updated in place.
+
+    Raises:
+        RunIdentityError: the checkpoint is another run's, ``config.yaml`` was edited in a setting that
+            changes the run, or the data changed.
+        RunLockedError: another process is writing the run directory.
+        TrainingStopped: the loss became non-finite again.
     """
     run_dir = Path(run_dir)
-    raw = _read_config(run_dir)
-    settings = dict(raw.pop("resolved"))
-    config = RunConfig(**{k: v for k, v in raw.items() if k in RunConfig.__dataclass_fields__})
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise DataError(f"{run_dir / CONFIG_FILE}: not found; is {run_dir} a run directory?")
+    epochs = None if epochs is None else positive_int("epochs", epochs)
+    lr = None if lr is None else number("lr", lr, 0, low_open=True)
+    with RunLock(run_dir), _naming(run_dir):
+        return _resume(run_dir, epochs, lr, callbacks, command)
+
+
+def _resume(run_dir: Path, epochs: int | None, lr: float | None, callbacks, command):
+    config, stored = read_config(run_dir)
+    settings = dict(stored) if stored is not None else _in_file(run_settings, config, run_dir / CONFIG_FILE)
+    identity = read_run_identity(run_dir)
+    env = read_environment(run_dir)
+    ckpt = load_checkpoint(run_dir / CHECKPOINT, device=config.device)
+    if identity is None and ckpt.run is not None and isinstance(ckpt.run.get("identity"), dict):
+        log.warning("%s has no run.json; the checkpoint's record of the run is used and written back", run_dir)
+        identity = {"format": "selfexpand.run/1", **ckpt.run, "twin_of": ckpt.run["identity"].get("twin_of"),
+                    "changes": [], "stopped": None}
+    if identity is None:
+        log.warning("%s has no run.json: a run written before run identity, its files are not checked", run_dir)
+    else:
+        check_config(identity, config, settings, run_dir / CONFIG_FILE)
+        check_run_stamp(run_dir / CHECKPOINT, ckpt.run, identity, _CKPT_NAME)
+    trainer_state = ckpt.extra.get("trainer")
+    if ckpt.optimizer is None or not isinstance(trainer_state, dict) or not isinstance(
+            trainer_state.get("epoch"), int) or "generator" not in ckpt.tensors or "counts_start" not in ckpt.extra:
+        raise CheckpointError(f"{run_dir / CHECKPOINT}: not a run's checkpoint (no optimizer or trainer state; "
+                              f"a model.safetensors copied there?)")
+    done = trainer_state["epoch"]
     if epochs is not None:
-        settings["epochs"] = positive_int("epochs", epochs)
+        if epochs < done:
+            raise ConfigError(f"epochs must be at least the {done} epochs that run {run_dir} has trained, "
+                              f"got epochs={epochs}")
+        settings["epochs"] = config.epochs = epochs
+    if lr is not None:
+        _change_lr(identity, settings, config, ckpt.optimizer, lr, done, run_dir)
     method = build_method("static", resolve_config("static")) if config.twin_of else \
         build_method(config.method, settings)
-    ckpt = load_checkpoint(run_dir / CHECKPOINT, device=config.device)
     data = _load_data(config)
-    state = dict(ckpt.extra["trainer"])
+    if identity is not None:
+        check_data(identity, data, config)
+        write_identity(run_dir, identity)
+    if stored is None:
+        write_config(run_dir, config, settings)  # epochs, lr and device as they now are
+    _repair_preprocessing(run_dir, data)
+    record_command(run_dir, env, {"command": list(command or sys.argv), "time": now(), "resumed_from_epoch": done,
+                             "epochs": settings["epochs"], "lr": lr, "threads": torch.get_num_threads(),
+                             "device": config.device})
+    state = dict(trainer_state)
     state["generator"] = ckpt.tensors["generator"]
     state["tensors"] = {k: v for k, v in ckpt.tensors.items() if k.startswith(("method.", "growth_lr."))}
     restore_rng_state({k: v for k, v in ckpt.tensors.items() if k != "generator"})
     counts_start = ckpt.extra["counts_start"]
-    trainer = _trainer(method, settings, config, callbacks, run_dir, counts_start)
+    warnings = start_warnings(method, ckpt.model, data, _budget(config, settings), counts_start["params"])
+    trainer = _trainer(method, settings, config, callbacks, run_dir, counts_start, identity=identity,
+                       saved_epoch=done)
     result = trainer.fit(ckpt.model, data, optimizer=ckpt.optimizer, state=state)
     method_name = f"{config.method}-twin" if config.twin_of else config.method
-    return run_dir, _finish(run_dir, trainer, result, data, config, method_name, counts_start)
+    return run_dir, _finish(run_dir, trainer, result, data, config, method_name, counts_start, identity, warnings)
+
+
+def _in_file(fn, config: RunConfig, path: Path):
+    """``fn(config)``, a ConfigError naming the file the configuration came from."""
+    try:
+        return fn(config)
+    except ConfigError as exc:
+        raise type(exc)(f"{exc} (in {path})") from None
+
+
+def _change_lr(identity, settings: dict, config: RunConfig, optimizer, lr: float, done: int, run_dir) -> None:
+    """``resume --lr``: allowed after a stop on a non-finite loss only; recorded in ``run.json``."""
+    stopped = (identity or {}).get("stopped")
+    if not stopped:
+        raise ConfigError(f"lr changes the run: `resume --lr` is allowed only after a run stopped on a non-finite "
+                          f"loss, and run {run_dir} did not (train a new run with --lr {lr:g})")
+    old = settings["lr"]
+    for group in optimizer.param_groups:  # growth-aware factors on a group's rate are kept
+        group["lr"] = group["lr"] * (lr / old)
+    optimizer.defaults["lr"] = lr
+    settings["lr"] = config.lr = lr
+    identity["identity"]["settings"]["lr"] = lr
+    identity.setdefault("changes", []).append({"setting": "lr", "from": old, "to": lr, "at_epoch": done,
+                                               "time": now(), "after": stopped.get("reason")})
+    log.info("%s: lr %g -> %g from epoch %d (after: %s)", run_dir, old, lr, done, stopped.get("reason"))
+
+
+def _preprocessing(data) -> dict:
+    return {"task": data.task, "n_outputs": data.n_outputs, "input_shape": list(data.input_shape),
+            "preprocessing": data.preprocessing}
+
+
+def _repair_preprocessing(run_dir: Path, data) -> None:
+    """Write ``preprocessing.json`` again when it is missing or damaged (the data was just checked)."""
+    path = run_dir / "preprocessing.json"
+    try:
+        ok = json.loads(to_json(_preprocessing(data))) == read_json(path)
+    except DataError:
+        ok = False
+    if not ok:
+        log.warning("%s was missing or damaged; it is written again from the run's data", path)
+        write_json(path, _preprocessing(data))
 
 
 def load_run(run_dir: str | Path):
@@ -242,128 +343,119 @@ def load_run(run_dir: str | Path):
 
     ``preprocessing`` is the dict that :func:`selfexpand.data.preprocess_features` takes (the
     ``"preprocessing"`` entry of ``preprocessing.json``): task, input shape, standardisation,
-    class labels. ``model(preprocess_features(preprocessing, raw))`` is what ``predict`` uses.
+    class labels. ``model(preprocess_features(preprocessing, raw))`` is what ``predict`` uses (for a
+    regression on standardised targets, mapped back by ``selfexpand.data.decode_targets``).
+
+    Raises:
+        CheckpointError / DataError: a missing or damaged file; RunIdentityError: ``model.safetensors``
+            or ``preprocessing.json`` is not the run's own.
     """
     run_dir = Path(run_dir)
-    model = load_checkpoint(run_dir / "model.safetensors").model
+    identity = read_run_identity(run_dir)
+    model = load_run_file(run_dir, "model.safetensors", identity=identity).model
     model.eval()
-    return model, _read_json(run_dir / "preprocessing.json")["preprocessing"]
+    path = run_dir / "preprocessing.json"
+    stored = read_json(path)
+    prep = stored.get("preprocessing") if isinstance(stored, dict) else None
+    if not isinstance(prep, dict) or prep.get("task") not in ("classification", "regression") or \
+            not isinstance(prep.get("input_shape"), list):
+        raise DataError(f"{path}: not a run's preprocessing (an object with a preprocessing entry: task, "
+                        f"input_shape, ...)")
+    expected = ((identity or {}).get("data") or {}).get("preprocessing")
+    if expected is not None and hashlib.sha256(to_json(prep, sort_keys=True).encode()).hexdigest() != expected:
+        raise RunIdentityError(f"{path}: not the preprocessing the run was trained with (changed since, or "
+                               f"copied from another run)")
+    return model, prep
 
 
 @torch.no_grad()
-def predict_file(run_dir: str | Path, path: str | Path) -> list:
-    """Predictions of a finished run for the rows of a CSV / NPZ file (labels decoded)."""
+def predict_file(run_dir: str | Path, path: str | Path, *, proba: bool = False):
+    """Predictions of a finished run for the rows of a CSV / NPZ file.
+
+    Args:
+        proba: also return each row's class probabilities (softmax of the outputs; classification).
+
+    Returns:
+        Without ``proba``: the decoded labels (classification) or the outputs in the target's unit, a
+        list of lists (regression). With ``proba``: ``(labels, probabilities, class_names)``,
+        ``probabilities[i][k]`` the probability of class ``class_names[k]`` for row ``i``.
+
+    Raises:
+        ConfigError: ``proba`` for a regression run.
+    """
     model, prep = load_run(run_dir)
+    if proba and prep["task"] != "classification":
+        raise ConfigError(f"probabilities are for classification runs; {run_dir} is a {prep['task']} run")
     raw = read_features_file(path, prep)
     out = model(preprocess_features(prep, raw))
     if prep["task"] == "classification":
-        return decode_labels(prep, out.argmax(1).numpy())
-    return out.numpy().tolist()
+        labels = decode_labels(prep, out.argmax(1).numpy())
+        if not proba:
+            return labels
+        names = decode_labels(prep, list(range(out.shape[1])))
+        return labels, torch.softmax(out.double(), 1).tolist(), names
+    return decode_targets(prep, out).numpy().tolist()
 
 
 # ---------------------------------------------------------------------- internals
-class _RunWriter(Callback):
-    """Appends each epoch's records to ``history.jsonl`` and saves the checkpoint at most every
-    ``CHECKPOINT_SECONDS`` and at the end of training.
-
-    Saving after every epoch made a run of many tiny epochs (the size methods' full-batch steps)
-    spend nearly all its time writing: 2,000 epochs took 5 minutes, 8 s of them training. An
-    interrupted run resumes from a checkpoint at most that old; the history is rewritten from the
-    checkpoint's own copy when training (re)starts, so it never runs ahead of the checkpoint then.
-    """
-
-    def __init__(self, run_dir: Path, trainer: Trainer, counts_start: dict | None = None):
-        self.run_dir, self.trainer, self.counts_start = run_dir, trainer, counts_start
-        self.written, self.last_save = 0, 0.0
-
-    def on_train_begin(self, ctx, **kwargs) -> None:
-        if self.counts_start is None:
-            self.counts_start = ctx.model.counts()
-        ctx.history.write_jsonl(self.run_dir / "history.jsonl")
-        self.written, self.last_save = len(ctx.history.records), time.perf_counter()
-
-    def on_epoch_end(self, ctx, record: dict, **kwargs) -> None:
-        self._append(ctx)
-        if time.perf_counter() - self.last_save >= CHECKPOINT_SECONDS:
-            self._save(ctx)
-
-    def on_train_end(self, ctx, **kwargs) -> None:
-        self._append(ctx)
-        self._save(ctx)
-
-    def _append(self, ctx) -> None:
-        records = ctx.history.records[self.written:]
-        if records:
-            with open(self.run_dir / "history.jsonl", "a") as f:
-                f.write("".join(json.dumps(r) + "\n" for r in records))
-            self.written = len(ctx.history.records)
-
-    def _save(self, ctx) -> None:
-        state, tensors = self.trainer.state_dict()
-        save_checkpoint(self.run_dir / CHECKPOINT, ctx.model, ctx.optimizer,
-                        extra={"trainer": state, "counts_start": self.counts_start},
-                        tensors={**tensors, **rng_state()})
-        self.last_save = time.perf_counter()
-
-
-def _trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path,
-             counts_start: dict | None = None) -> Trainer:
-    # a run stored before a training setting existed runs with its default (grow_until 1, no growth_lr)
-    trainer = Trainer.from_settings(method, settings, seed=config.seed, max_params=_budget(config, settings),
-                                    device=config.device)
-    # the recorders add to the epoch record, so they run before the writer stores it
-    trainer.callbacks = [InactivityRecorder(), SizeControlRecorder(), _RunWriter(run_dir, trainer, counts_start),
-                         *callbacks]
-    return trainer
+@torch.no_grad()
+def _final_metrics(ctx, data, model) -> dict:
+    """Test loss and metric, final validation metric; a regression on standardised targets reports
+    them (MSE) in the target's own unit, the history and ``best_val_metric`` staying in training units:
+    ``metric_unit`` says which is which (None: every figure is in the data's own unit)."""
+    name = ctx.metric_name
+    test, val = ctx.evaluate("test"), ctx.evaluate("val")
+    out = {"test_loss": test["loss"], "test_metric": test[name], "val_metric": val[name]}
+    prep = data.preprocessing
+    standardised = data.task == "regression" and prep.get("target_mean") is not None
+    unit = "original" if not standardised else "standardised"
+    if standardised:
+        decode, was = decode_targets, model.training
+        model.eval()
+        for split in ("test", "val"):
+            x, y = getattr(ctx.data, f"x_{split}"), getattr(ctx.data, f"y_{split}")
+            if x.shape[0]:
+                pred = torch.cat([model(x[i:i + 4096]) for i in range(0, x.shape[0], 4096)])
+                out[f"{split}_metric"] = float(torch.mean((decode(prep, pred) - decode(prep, y)) ** 2))
+        model.train(was)
+    out["metric_unit"] = None if not standardised else {
+        "test_metric": "original", "val_metric": "original", "best_val_metric": unit, "history": unit}
+    return out
 
 
 def _finish(run_dir: Path, trainer: Trainer, result, data, config: RunConfig, method: str,
-            counts_start: dict) -> dict:
-    ctx = trainer.ctx
-    test = ctx.evaluate("test")
-    summary = summarize(
-        method=method, dataset=data.name, seed=config.seed, history=result.history.records,
-        counts_start=counts_start, counts_final=result.model.counts(), metric_name=ctx.metric_name,
-        higher_is_better=HIGHER_IS_BETTER[ctx.metric_name], test_metric=test[ctx.metric_name],
-        train_seconds=result.train_seconds, growth_seconds=result.growth_seconds,
-        inactivity=inactivity(result.model, ctx.data.x_val),
-        extra={"test_loss": test["loss"], "run_dir": str(run_dir)})
-    _write_json(run_dir / "summary.json", summary)
-    save_checkpoint(run_dir / "model.safetensors", result.model.cpu(),
-                    extra={"summary": summary})
+            counts_start: dict, identity: dict | None, warnings: list[str]) -> dict:
+    ctx, failure = trainer.ctx, trainer.failure
+    records = result.history.records
+    warnings = [*warnings, *filter(None, [divergence_warning(records)])]
+    writer = next(c for c in trainer.callbacks if isinstance(c, RunWriter))
+    common = dict(method=method, dataset=data.name, seed=config.seed, history=records, counts_start=counts_start,
+                  counts_final=result.model.counts(), metric_name=ctx.metric_name,
+                  higher_is_better=HIGHER_IS_BETTER[ctx.metric_name], train_seconds=result.train_seconds,
+                  growth_seconds=result.growth_seconds)
+    extra = {"run_dir": str(run_dir), "run_id": (identity or {}).get("run_id"), "warnings": warnings}
+    if failure is not None:
+        stopped = {**failure, "kept_epoch": writer.saved_epoch}
+        summary = summarize(**common, test_metric=None, inactivity=None,
+                            extra={**extra, "test_loss": None, "val_metric": None, "stopped": stopped})
+        write_json(run_dir / "summary.json", summary)
+        if identity is not None:
+            identity["stopped"] = stopped
+            write_identity(run_dir, identity)
+        with contextlib.suppress(Exception):  # a plot of non-finite values is no reason for a traceback
+            plot_growth(records, run_dir / "growth.png", ctx.metric_name)
+        lr = trainer.lr
+        raise TrainingStopped(stop_message(failure, writer.saved_epoch, lr, run_dir), run_dir=str(run_dir))
+    final = _final_metrics(ctx, data, result.model)
+    summary = summarize(**common, test_metric=final.pop("test_metric"),
+                        inactivity=inactivity(result.model, ctx.data.x_val),
+                        extra={**extra, **final, "stopped": None})
+    write_json(run_dir / "summary.json", summary)
+    save_checkpoint(run_dir / "model.safetensors", result.model.cpu(), extra={"summary": json.loads(
+        to_json(summary))}, run=stamp(identity))
     result.model.to(trainer.device)
-    plot_growth(result.history.records, run_dir / "growth.png", ctx.metric_name)
+    plot_growth(records, run_dir / "growth.png", ctx.metric_name)
+    if identity is not None and identity.get("stopped"):
+        identity["stopped"] = None
+        write_identity(run_dir, identity)
     return summary
-
-
-def _environment(config: RunConfig, command) -> dict:
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "selfexpand": __version__,
-            "platform": platform.platform(), "seed": config.seed, "device": config.device,
-            "threads": torch.get_num_threads(), "command": command or sys.argv}
-
-
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    tmp.replace(path)
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found; is {path.parent} a finished run directory?") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-
-
-def _read_config(run_dir: Path) -> dict:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise DataError(f"{path}: not found; is {run_dir} a run directory?")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path}: not valid YAML ({exc})") from None
-    config.pop("out", None)
-    return config

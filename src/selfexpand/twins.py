@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoint import load_checkpoint
+from .checkpoint import RUN_FILE, load_checkpoint, load_run_file
 from .errors import ConfigError
 from .graph import GrowableNet
 from .graph.init import reinitialize
@@ -38,8 +38,19 @@ def equal_compute_epochs(total_flops: float, epoch_flops: float) -> int:
 
 def twin_model(run_dir: str | Path, seed: int) -> GrowableNet:
     """The final architecture of the run in ``run_dir`` with fresh values drawn from ``seed``; a
-    size-controlled run's sized layers keep only their live units (:func:`without_size_control`)."""
-    source = load_checkpoint(Path(run_dir) / "model.safetensors").model
+    size-controlled run's sized layers keep only their live units (:func:`without_size_control`).
+
+    ``model.safetensors`` of a run directory must be the run's own (``load_run_file``); a folder
+    holding a model file alone (the bench's architecture folders) is read as it is.
+
+    Raises:
+        CheckpointError: a missing or damaged model file; RunIdentityError: another run's.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / RUN_FILE).exists() or (run_dir / "config.yaml").exists():
+        source = load_run_file(run_dir, "model.safetensors").model
+    else:
+        source = load_checkpoint(run_dir / "model.safetensors").model
     model = without_size_control(GrowableNet.from_spec(source.spec(), source.state_dict()))
     reinitialize(model, seed)
     return model

@@ -73,6 +73,22 @@ CASES = [
     ("inspect-non-run", ["inspect", "plain"], {"plain/x.txt": "x"}, ["plain", "run directory"]),
     ("predict-non-run", ["predict", "plain", "t.csv"], {"plain/x.txt": "x", "t.csv": "a\n1\n"}, ["plain"]),
     ("unknown-command", ["grow"], {}, ["'grow'", "train", "resume", "inspect", "predict"]),
+    ("out-empty", ["train", "--out", ""], {}, ["--out must not be empty"]),
+    ("out-blank-in-config", ["train", "--config", "o.yaml"], {"o.yaml": "out: ''\n"}, ["--out must not be empty"]),
+    ("bench-out-empty", ["bench", "--methods", "zero", "--out", ""], {}, ["--out must not be empty"]),
+    ("sweep-out-empty", ["sweep", "--method", "size-weight", "--dataset", "bessel", "--out", ""], {},
+     ["--out must not be empty"]),
+    ("predict-out-empty", ["predict", "plain", "t.csv", "--out", ""], {"plain/x.txt": "x", "t.csv": "a\n1\n"},
+     ["--out must not be empty"]),
+    ("predict-out-in-missing-folder", ["predict", "plain", "t.csv", "--out", "nowhere/p.csv"],
+     {"plain/x.txt": "x", "t.csv": "a\n1\n"}, ["nowhere"]),
+    ("task-unknown", ["train", "--task", "ranking"], {}, ["--task", "'ranking'", "classification", "regression"]),
+    ("bench-task-unknown", ["bench", "--methods", "zero", "--task", "ranking"], {}, ["--task", "'ranking'"]),
+    ("bench-val-fraction-one", ["bench", "--methods", "zero", "--val-fraction", "1"], {}, ["--val-fraction", "'1'"]),
+    ("bench-resume-without-out", ["bench", "--methods", "zero", "--resume"], {}, ["--resume", "--out"]),
+    ("bench-resume-missing-folder", ["bench", "--methods", "zero", "--resume", "--out", "gone"], {},
+     ["--resume", "'gone'"]),
+    ("resume-lr-zero", ["resume", "plain", "--lr", "0"], {"plain/x.txt": "x"}, ["--lr", "'0'"]),
     ("unknown-option", ["train", "--colour", "red"], {}, ["--colour"]),
 ]
 
@@ -178,3 +194,99 @@ def test_number_options_read_values_as_set_does():
                         (_positive_float, "-1"), (_fraction, "1"), (_fraction, "nan")):
         with pytest.raises(argparse.ArgumentTypeError, match=f"got {text!r}"):
             parse(text)
+
+
+# ------------------------------------------------------------------ exit status per kind of failure
+@pytest.fixture
+def failing_train(monkeypatch):
+    """``train_run`` replaced by one that raises ``failing_train["error"]`` (with ``run_dir`` set on a
+    KeyboardInterrupt when ``failing_train["run_dir"]`` is given)."""
+    from selfexpand import runs
+
+    box = {}
+
+    def train_run(config, callbacks=(), command=None):
+        error = box["error"]
+        if "run_dir" in box:
+            error.run_dir = box["run_dir"]
+        raise error
+
+    monkeypatch.setattr(runs, "train_run", train_run)
+    return box
+
+
+def test_training_stopped_exits_3_naming_the_run_and_how_to_continue(failing_train, tmp_path):
+    from selfexpand.errors import TrainingStopped
+
+    failing_train["error"] = TrainingStopped("the loss became nan at epoch 4", run_dir=tmp_path / "my run")
+    status, out, err = run_main("train", "--quiet")
+    assert status == 3 and out == "" and err.count("\n") == 1
+    assert err.startswith("selfexpand: error: the loss became nan at epoch 4")
+    assert f"selfexpand resume '{tmp_path / 'my run'}' --lr" in err
+
+
+def test_a_library_error_exits_with_its_own_code(failing_train):
+    from selfexpand.errors import RunLockedError, SelfExpandError
+
+    failing_train["error"] = RunLockedError("run r is being written by process 12")
+    _check_one_line_error(*run_main("train", "--quiet"), ["process 12"])
+
+    class Odd(SelfExpandError):
+        exit_code = 5
+
+    failing_train["error"] = Odd("odd\nline")
+    status, _, err = run_main("train", "--quiet")
+    assert status == 5 and err == "selfexpand: error: odd line\n"
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 80000000000 bytes. Error code 12 (Cannot allocate memory)"),
+    MemoryError(),
+], ids=["cuda", "cpu-allocator", "python"])
+def test_out_of_memory_is_one_line_with_a_hint(failing_train, error):
+    failing_train["error"] = error
+    _check_one_line_error(*run_main("train", "--quiet"), ["out of memory", "hidden", "--batch-size", "--max-params"])
+
+
+def test_an_unexpected_error_keeps_its_traceback(failing_train):
+    failing_train["error"] = RuntimeError("index 3 is out of bounds")
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        run_main("train", "--quiet")
+
+
+def test_interrupted_train_names_the_run_directory(failing_train, tmp_path):
+    failing_train["error"], failing_train["run_dir"] = KeyboardInterrupt(), tmp_path / "r 1"
+    status, out, err = run_main("train", "--quiet")
+    assert status == 130 and out == ""
+    assert err == f"selfexpand: interrupted; resume with `selfexpand resume '{tmp_path / 'r 1'}'`\n"
+    del failing_train["run_dir"]  # interrupted before the run directory was made
+    failing_train["error"] = KeyboardInterrupt()
+    status, _, err = run_main("train", "--quiet")
+    assert status == 130 and err == "selfexpand: interrupted; resume with `selfexpand resume RUN_DIR`\n"
+
+
+def test_interrupted_resume_names_its_directory(monkeypatch, tmp_path):
+    from selfexpand import runs
+
+    def resume_run(run_dir, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "resume_run", resume_run)
+    status, _, err = run_main("resume", tmp_path / "run", "--quiet")
+    assert status == 130 and err == f"selfexpand: interrupted; resume with `selfexpand resume {tmp_path / 'run'}`\n"
+
+
+def test_interrupted_bench_says_how_to_continue(monkeypatch, tmp_path):
+    import selfexpand.bench
+
+    def run_bench(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(selfexpand.bench, "run_bench", run_bench)
+    out = tmp_path / "b"
+    status, _, err = run_main("bench", "--methods", "zero,static", "--seeds", 2, "--out", out, "--quiet")
+    assert status == 130 and err.count("\n") == 1
+    assert err.startswith("selfexpand: interrupted; continue the bench with ")
+    assert f"`selfexpand bench --methods zero,static --seeds 2 --quiet --resume --out {out}`" in err

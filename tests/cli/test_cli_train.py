@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import yaml
 from clikit import CLASSES, CSV_TRAINING, read_history, read_summary, run_main, run_ok, \
     write_classification_csv, write_regression_csv
 from selfexpand import load_run, predict_file
-from selfexpand.data import decode_labels, preprocess_features
+from selfexpand.data import decode_labels, decode_targets, preprocess_features
 from selfexpand.report.summary import SUMMARY_TABLE_KEYS
 
 SUMMARY_TYPES = {
@@ -23,7 +24,7 @@ SUMMARY_TYPES = {
     "edges_pruned": int,
 }
 RUN_FILES = ("config.yaml", "summary.json", "history.jsonl", "checkpoint/last.safetensors", "growth.png",
-             "environment.json", "model.safetensors", "preprocessing.json")
+             "environment.json", "model.safetensors", "preprocessing.json", "run.json")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def _check_run_directory(run_dir, *, epochs: int) -> dict:
     assert {"python", "torch", "selfexpand", "seed", "device", "command"} <= set(env)
     assert env["command"][:2] == ["selfexpand", "train"]
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["resolved"]["epochs"] == epochs and config["out"] == str(run_dir)
+    assert config["epochs"] == epochs and "out" not in config  # config.yaml is a --config: no folder in it
     return summary
 
 
@@ -69,13 +70,16 @@ def test_csv_classification_run_directory(colour_run):
     assert summary["metric_name"] == "accuracy" and summary["higher_is_better"] is True
     assert summary["test_metric"] > 0.8  # three separated blobs
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["target"] == "colour" and config["resolved"]["lr"] == 0.05
-    assert config["resolved"]["batch_size"] == 16
-    # the final table on stdout: every key, and the run directory
-    table = dict(line.split(None, 1) for line in out.splitlines() if not line.startswith("run directory"))
-    assert set(SUMMARY_TABLE_KEYS) <= set(table)
-    assert table["epochs"].strip() == "5" and table["method"].strip() == "edge"
-    assert out.splitlines()[-1].split()[-1] == str(run_dir)
+    assert config["target"] == "colour" and config["lr"] == 0.05
+    assert config["batch_size"] == 16
+    # the final table on stdout: every key (the metric by its name), and the run directory
+    table = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in out.splitlines())
+    named = {"test_metric": "test accuracy", "best_val_metric": "best val accuracy"}
+    assert {named.get(k, k) for k in SUMMARY_TABLE_KEYS} <= set(table)
+    assert table["epochs"] == "5" and table["method"] == "edge"
+    assert table["test accuracy"] == f"{summary['test_metric']:.4f}"
+    assert "None" not in out
+    assert table["run directory"] == str(run_dir) and out.splitlines()[-1].endswith(str(run_dir))
 
 
 def test_predict_prints_decoded_labels_matching_predict_file(colour_run, capsys):
@@ -143,7 +147,7 @@ def test_csv_regression_run_and_predict(tmp_path, capsys):
 
     model, prep = load_run(run_dir)
     assert prep["task"] == "regression"
-    direct = model(preprocess_features(prep, table[:, :4])).detach().numpy()
+    direct = decode_targets(prep, model(preprocess_features(prep, table[:, :4]))).detach().numpy()
     assert np.allclose(direct, expected, rtol=1e-6, atol=1e-6)
 
 
@@ -169,8 +173,8 @@ def test_config_file_and_set_are_resolved_into_config_yaml(tmp_path):
     run_ok("train", "--config", config, "--set", "max_new=12", "--lr", "0.01", "--out", run_dir, "--quiet")
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert resolved["seed"] == 3 and resolved["epochs"] == 2
-    r = resolved["resolved"]
-    assert (r["epochs"], r["batch_size"], r["lr"], r["tau"], r["max_new"]) == (2, 64, 0.01, 0.5, 12)
+    r = resolved["settings"]
+    assert (resolved["epochs"], resolved["batch_size"], resolved["lr"], r["tau"], r["max_new"]) == (2, 64, 0.01, 0.5, 12)
     summary = read_summary(run_dir)
     assert summary["seed"] == 3 and summary["epochs"] == 2
 
@@ -196,3 +200,90 @@ def test_empty_existing_out_folder_is_used(tmp_path):
                               "--quiet")
     assert status == 0, err
     assert (tmp_path / "empty" / "summary.json").is_file()
+
+
+# ------------------------------------------------------------------ options of issue #23
+def _integer_target_csv(path) -> None:
+    """A linear target rounded to whole numbers: read as classes unless told otherwise."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = np.round(2 * x[:, 0] + x[:, 1] + 5).astype(int)
+    path.write_text("a,b,c,y\n" + "".join(f"{a:.3f},{b:.3f},{c:.3f},{t}\n" for (a, b, c), t in zip(x, y)))
+
+
+def test_task_option_and_config_key_make_a_regression(tmp_path):
+    data = tmp_path / "ints.csv"
+    _integer_target_csv(data)
+    common = ["--dataset", data, "--target", "y", "--epochs", 1, "--quiet", *CSV_TRAINING]
+    run_ok("train", *common, "--out", tmp_path / "guessed")
+    assert read_summary(tmp_path / "guessed")["metric_name"] == "accuracy"
+    out = run_ok("train", *common, "--task", "regression", "--out", tmp_path / "told")
+    assert read_summary(tmp_path / "told")["metric_name"] == "mse" and "test mse" in out
+    config = tmp_path / "c.yaml"
+    config.write_text("task: regression\n")
+    run_ok("train", *common, "--config", config, "--out", tmp_path / "from-config")
+    assert read_summary(tmp_path / "from-config")["metric_name"] == "mse"
+
+
+@pytest.fixture
+def captured(monkeypatch, tmp_path):
+    """``resume_run``, ``run_bench`` / ``write_bench`` and ``run_sweep`` / ``write_sweep`` replaced by
+    recorders of their arguments (nothing trains)."""
+    import selfexpand.bench
+    import selfexpand.sweep
+    import selfexpand.sweep.report
+    from selfexpand import runs
+
+    calls = {}
+
+    def record(name, result):
+        def fake(*args, **kwargs):
+            calls[name] = (args, kwargs)
+            return result
+        return fake
+
+    summary = {"method": "edge", "test_metric": 0.5, "metric_name": "accuracy"}
+    monkeypatch.setattr(runs, "resume_run", record("resume", (tmp_path / "run", summary)))
+    monkeypatch.setattr(selfexpand.bench, "run_bench", record("bench", [{"method": "zero", "error": ""}]))
+    monkeypatch.setattr(selfexpand.bench, "write_bench",
+                        lambda rows, out, **kw: (out.mkdir(exist_ok=True), (out / "results.md").write_text("| t |\n")))
+    monkeypatch.setattr(selfexpand.sweep, "run_sweep", record("sweep", object()))
+    monkeypatch.setattr(selfexpand.sweep, "write_sweep", lambda result, out: None)
+    monkeypatch.setattr(selfexpand.sweep.report, "summary_markdown", lambda result: "| s |\n")
+    return calls
+
+
+def test_resume_passes_lr_only_as_given(captured, tmp_path):
+    run_ok("resume", tmp_path / "run", "--lr", "0.0005", "--quiet")
+    assert captured["resume"][1]["lr"] == 0.0005
+    run_ok("resume", tmp_path / "run", "--epochs", 9, "--quiet")
+    assert captured["resume"][1]["lr"] is None and captured["resume"][1]["epochs"] == 9
+
+
+DATA_FLAGS = ["--target", "y", "--test-file", "test.csv", "--task", "regression", "--val-fraction", "0.3"]
+DATA_OPTIONS = {"target": "y", "test_file": "test.csv", "task": "regression", "val_fraction": 0.3}
+
+
+def test_bench_data_options_and_resume(captured, tmp_path):
+    out = tmp_path / "b"
+    run_ok("bench", "--dataset", "t.csv", "--methods", "zero", "--out", out, "--quiet", *DATA_FLAGS)
+    kwargs = captured["bench"][1]
+    assert kwargs["data_options"] == DATA_OPTIONS and kwargs["resume"] is False
+    run_ok("bench", "--dataset", "t.csv", "--methods", "zero", "--out", tmp_path / "c", "--quiet", "--task",
+           "classification")
+    assert captured["bench"][1]["data_options"] == {"task": "classification"}  # only the options given
+    (out / "runs").mkdir()  # a bench folder with results in it: refused without --resume, continued with it
+    status, _, err = run_main("bench", "--methods", "zero", "--out", out, "--quiet")
+    assert status == 2 and "new or empty" in err
+    del captured["bench"]
+    run_ok("bench", "--methods", "zero", "--out", out, "--resume", "--quiet")
+    args, kwargs = captured["bench"]
+    assert kwargs["resume"] is True and str(args[3]) == str(out) and kwargs["data_options"] is None
+
+
+def test_sweep_data_options(captured, tmp_path):
+    run_ok("sweep", "--method", "size-weight", "--dataset", "bessel", "--out", tmp_path / "s", "--quiet",
+           "--val-fraction", "0.25", "--task", "regression")
+    assert captured["sweep"][1]["data_options"] == {"val_fraction": 0.25, "task": "regression"}
+    run_ok("sweep", "--method", "size-weight", "--dataset", "bessel", "--out", tmp_path / "t", "--quiet")
+    assert captured["sweep"][1]["data_options"] is None

@@ -134,7 +134,7 @@ def test_run_example_predicts_like_the_cli(ran_blocks, capsys):
 def test_custom_part_example_grows_resumes_and_is_stored_by_name(ran_blocks):
     (code, names, out) = next(b for b in ran_blocks if "register_part" in b[0])
     run_dir = Path(names["__file__"]).parent / names["run_dir"]
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())["resolved"]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())["settings"]
     assert (config["trigger"], config["selector"], config["initializer"]) == ("every-k", "all-layers",
                                                                               "small-outgoing")
     assert config["k"] == 2 and config["times"] == 2 and config["scale"] == 0.01 and config["units"] == 4
@@ -163,8 +163,8 @@ def test_a_run_naming_an_unregistered_part_or_method_is_refused_on_resume(ran_bl
         (swapped / name).write_bytes((run_dir / name).read_bytes())
     config = yaml.safe_load((swapped / "config.yaml").read_text())
     config["method"] = "zero"  # the built-in baseline with the guide's trigger swapped in
-    config["resolved"] = {k: v for k, v in config["resolved"].items() if k != "scale"}
-    config["resolved"]["initializer"] = "zero"
+    config["settings"] = {k: v for k, v in config["settings"].items() if k != "scale"}
+    config["settings"]["initializer"] = "zero"
     (swapped / "config.yaml").write_text(yaml.safe_dump(config))
     done = subprocess.run([sys.executable, "-c", script.replace(str(run_dir), str(swapped))],
                           capture_output=True, text=True, timeout=120)
@@ -179,7 +179,7 @@ def test_yaml_config_example_is_accepted(tmp_path):
     assert isinstance(yaml.safe_load(block), dict)
     run_ok("train", "--config", config, "--set", "max_new=8", "--epochs", 1, "--out", tmp_path / "run",
            "--quiet")
-    resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["resolved"]
+    resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["settings"]
     given = yaml.safe_load(block)
     assert resolved["tau"] == given["settings"]["tau"] and resolved["max_new"] == 8
     assert read_summary(tmp_path / "run")["seed"] == given["seed"]

@@ -52,8 +52,10 @@ def test_val_fraction_must_be_in_open_interval(bad):
 
 
 def test_bad_seed_and_target_for_named_dataset():
-    with pytest.raises(ConfigError, match="seed must be an integer, got seed=1.5"):
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0, got seed=1.5"):
         load_dataset("digits", seed=1.5)
+    with pytest.raises(ConfigError, match=r"seed must be an integer >= 0, got seed=-1$"):  # not scikit-learn's words
+        load_dataset("digits", seed=-1)
     with pytest.raises(ConfigError, match="target"):
         load_dataset("digits", target="label")
 

@@ -57,7 +57,7 @@ def test_export_of_random_grown_graphs(data):
                                msg=lambda m: f"{m}\n{case.log}")
     every_layer_live = all(bool(net.layers[n].live_units().any()) for n in net.order)
     expected = nn.Sequential if net.is_chain() and every_layer_live else ExportedGraph
-    assert type(exported) is expected, case.log
+    assert isinstance(exported, expected), case.log
     assert not any("mask" in n or "provisional" in n for n, _ in exported.named_buffers())
     assert not any(isinstance(m, UnitModulator) for m in exported.modules())
     n_exported = sum(p.numel() for p in exported.parameters())

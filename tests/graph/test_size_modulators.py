@@ -188,7 +188,7 @@ def test_export_reproduces_outputs_and_drops_masked_units(index):
         assert torch.allclose(exported(x), net(x), atol=1e-5, rtol=0)
     live = net.layers["h1"].modulator.live_count()
     linears = [m for m in exported.modules() if isinstance(m, torch.nn.Linear)]
-    width = linears[0].out_features if linears else exported.biases["h1"].numel()  # no unit left: no chain
+    width = linears[0].out_features if linears else exported.meta["widths"]["h1"]  # no unit left: no chain
     assert width == live
     assert sum(p.numel() for p in exported.parameters()) == net.counts()["params"]
 

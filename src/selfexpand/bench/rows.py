@@ -3,10 +3,13 @@ columns of ``results.csv``, read from the run's ``summary.json`` and ``history.j
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 from pathlib import Path
 
-__all__ = ["BENCH_COLUMNS", "KINDS", "summary_row", "error_row", "ok", "kind_of"]
+__all__ = ["BENCH_COLUMNS", "KINDS", "summary_row", "error_row", "ok", "kind_of", "finished_summary",
+           "write_results_csv"]
 
 #: grown run, equal-epoch static twin, equal-compute static twin, static front network
 KINDS = ("grown", "twin", "compute-twin", "front")
@@ -66,3 +69,29 @@ def _chance(run_dir: Path, summary: dict) -> float | None:
     except (OSError, KeyError, ValueError):
         return None
     return 1.0 / n if n else None
+
+
+def finished_summary(run_dir) -> dict | None:
+    """The summary of a run that finished (its ``summary.json`` and final ``model.safetensors``
+    written, as ``train_run`` does last), else None."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.safetensors").is_file():
+        return None
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def write_results_csv(rows: list[dict], path) -> None:
+    """``results.csv``: one row per run, the columns :data:`BENCH_COLUMNS`; written to a temporary
+    file and renamed, so a reader (or an interrupted bench) never sees half a table."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=BENCH_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in BENCH_COLUMNS})
+    os.replace(tmp, path)

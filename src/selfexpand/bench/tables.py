@@ -3,13 +3,12 @@ the static front; per family: its front and the sweep), then the plots (:mod:`se
 
 from __future__ import annotations
 
-import csv
 import statistics
 from pathlib import Path
 
 from .front import front_at, front_rows, sweeps
 from .plots import plot_pareto
-from .rows import BENCH_COLUMNS, kind_of, ok
+from .rows import kind_of, ok, write_results_csv
 
 __all__ = ["write_bench", "method_rows"]
 
@@ -108,11 +107,7 @@ def _front_lines(rows: list[dict]) -> list[str]:
 def write_bench(rows: list[dict], out: str | Path, *, command: str, jobs: int = 1) -> None:
     """``results.csv``, ``results.md``, ``pareto.png`` and ``pareto_flops.png`` in ``out``."""
     out = Path(out)
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=BENCH_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row[k] for k in BENCH_COLUMNS})
+    write_results_csv(rows, out / "results.csv")
     timing = ("timings comparable across methods (--jobs 1)" if jobs == 1 else
               f"--jobs {jobs}: runs shared the machine, so timings are not comparable across methods")
     lines = [f"`{command}`", "", timing, "", *_method_lines(rows), *_front_lines(rows)]

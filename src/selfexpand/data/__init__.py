@@ -6,14 +6,16 @@
 ``$SELFEXPAND_DATA``); the synthetic tasks ``bessel``, ``bessel-sum``, ``cubic``, ``quadratic``,
 ``gaussian-mixture``, ``step-sine`` and ``spirals`` (``data/synthetic.py``, generated, with options);
 SENN's ``moons`` and ``teacher-student`` (``data/senn_tasks.py``, generated); any ``.csv`` (with
-``target=``) or ``.npz`` (``X``, ``y``) path. ``dataset_names()`` lists the registered names.
+``target=``) or ``.npz`` (``X``, ``y``) path; ``task=`` chooses classification / regression for a
+file. A file's regression targets are standardised (``decode_targets`` maps outputs back).
+``dataset_names()`` lists the registered names.
 """
 
 from __future__ import annotations
 
-from .base import Dataset, decode_labels, preprocess_features
-from .registry import (DATA_ENV, dataset_names, dataset_options, find_data_folder, load_dataset,
-                       register_dataset)
+from .base import Dataset, decode_labels, decode_targets, preprocess_features
+from .registry import (DATA_ENV, LOAD_OPTIONS, check_load_options, dataset_names, dataset_options,
+                       find_data_folder, load_dataset, register_dataset)
 from .tabular import read_features_file
 from . import cifar as _cifar  # noqa: F401  (registers cifar10)
 from . import idx as _idx  # noqa: F401  (registers mnist, fashion-mnist, emnist-letters)
@@ -23,9 +25,12 @@ from . import senn_tasks as _senn_tasks  # noqa: F401  (registers moons, teacher
 __all__ = [
     "Dataset",
     "DATA_ENV",
+    "LOAD_OPTIONS",
+    "check_load_options",
     "dataset_names",
     "dataset_options",
     "decode_labels",
+    "decode_targets",
     "find_data_folder",
     "load_dataset",
     "preprocess_features",

@@ -12,6 +12,9 @@ stored run can preprocess new inputs without the training data. Keys it understa
 * ``mean`` / ``std``: per-feature standardisation, computed on the training split.
 * ``feature_names``, ``target``: column names for CSV data (``None`` when unnamed).
 * ``class_labels``: original label of each class index (classification); ``class_names`` for display.
+* ``target_mean`` / ``target_std``: per-output standardisation of regression targets (the user's
+  tables only), computed on the training split; ``decode_targets`` maps outputs back to the
+  original unit.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["Dataset", "preprocess_features", "decode_labels", "TASKS"]
+__all__ = ["Dataset", "preprocess_features", "decode_labels", "decode_targets", "TASKS"]
 
 TASKS = ("classification", "regression")
 
@@ -187,3 +190,37 @@ def decode_labels(preprocessing: dict, y_int: Any) -> list:
     if labels is None:
         return [int(i) for i in idx]
     return [labels[int(i)] for i in idx]
+
+
+def decode_targets(preprocessing: dict, y: torch.Tensor) -> torch.Tensor:
+    """Map regression outputs (or targets) of a dataset back to the original unit of its target.
+
+    The user's tables train on standardised targets (``target_mean`` / ``target_std`` of the
+    training split, per output column); this is ``y * target_std + target_mean``. Without
+    ``target_mean`` (classification, the generated tasks, runs stored before) it returns ``y``.
+
+    Args:
+        preprocessing: The dataset's ``preprocessing`` dict.
+        y: Outputs ``(N, n_outputs)``, or ``(N,)`` for one output.
+
+    Returns:
+        A tensor of ``y``'s shape, dtype and device.
+
+    Raises:
+        ConfigError: ``y``'s last dimension does not match the stored statistics.
+    """
+    mean = preprocessing.get("target_mean")
+    if mean is None:
+        return y
+    std = preprocessing.get("target_std")
+    y = torch.as_tensor(y)
+    dtype = y.dtype if y.is_floating_point() else torch.float32
+    mean_t = torch.tensor(mean, dtype=dtype, device=y.device)
+    std_t = torch.tensor(std, dtype=dtype, device=y.device)
+    width = y.shape[-1] if y.dim() > 1 else 1
+    if mean_t.numel() != width or std_t.numel() != width:
+        raise ConfigError(f"decode_targets: outputs have {width} columns, the stored target statistics "
+                          f"{mean_t.numel()} / {std_t.numel()}")
+    if y.dim() <= 1:
+        mean_t, std_t = mean_t[0], std_t[0]
+    return y.to(dtype) * std_t + mean_t

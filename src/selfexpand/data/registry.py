@@ -8,8 +8,11 @@ A registered loader is called as ``loader_fn(data_dir)`` and returns
   reproduces the model input from raw data exactly.
 * ``y_*``: class indices ``0..K-1`` (classification) or float targets ``(N,)`` / ``(N, k)``.
 * ``meta``: ``task`` (required), ``preprocessing`` (JSON-able base dict, must hold
-  ``input_shape``), optional ``class_labels``, ``class_names``, ``n_outputs``, and
-  ``standardize`` (per-feature mean/std from the training split).
+  ``input_shape``), optional ``class_labels``, ``class_names``, ``n_outputs``,
+  ``standardize`` (per-feature mean/std from the training split) and ``standardize_target``
+  (regression: every target column standardised with the training split's mean/std, stored as
+  ``target_mean`` / ``target_std``; :func:`~selfexpand.data.base.decode_targets` maps outputs back).
+  The user's tables set it; the generated tasks (synthetic, SENN's) keep their scales, as their papers.
 
 When no test set is returned, a test fifth is split off once with ``random_state=0`` (stratified
 for classification), whatever ``seed`` is; the validation split of the rest uses ``seed``. A loader
@@ -33,7 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from ..validators import Boolean, Integer, Number, integer_like, number, parse_text
+from ..validators import Boolean, Integer, Number, integer_like, number, one_of, parse_text
 from .base import TASKS, Dataset, preprocess_features
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
     "find_data_folder",
     "DATA_ENV",
     "TEST_FRACTION",
+    "LOAD_OPTIONS",
+    "check_load_options",
 ]
 
 logger = logging.getLogger(__name__)
@@ -168,14 +173,18 @@ def find_data_folder(
     )
 
 
-def _check_args(val_fraction: float, seed: int) -> None:
+def _check_args(val_fraction: float, seed: int, task: str | None = None) -> None:
     number("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
-    integer_like("seed", seed)
+    integer_like("seed", seed, 0)
+    if task is not None:
+        one_of("task", task, TASKS)
 
 
 def _split(idx: np.ndarray, labels: np.ndarray | None, frac: float, seed: int, what: str, name: str):
     """Split ``idx`` into (rest, part) with ``part`` about ``frac`` of it; stratified when possible."""
     from sklearn.model_selection import train_test_split  # slow to import; only needed here
+
+    seed = integer_like("seed", seed, 0)  # scikit-learn's own words would name random_state
 
     strat = labels[idx] if labels is not None else None
     if strat is not None:
@@ -254,6 +263,8 @@ def _assemble(name: str, parts: tuple, seed: int, val_fraction: float) -> Datase
     else:
         n_outputs = meta.get("n_outputs") or (1 if y_full.ndim == 1 else int(y_full.shape[1]))
     prep["n_outputs"] = int(n_outputs)
+    if task == "regression" and meta.get("standardize_target"):
+        y_train, y_val, y_test = _standardize_targets(prep, y_train, y_val, np.asarray(y_test))
 
     return Dataset(
         name=name,
@@ -268,6 +279,52 @@ def _assemble(name: str, parts: tuple, seed: int, val_fraction: float) -> Datase
         n_outputs=int(n_outputs),
         preprocessing=prep,
     )
+
+
+def _standardize_targets(prep: dict, *parts: np.ndarray) -> tuple:
+    """Regression targets standardised per column with the first part's (the training split's) mean
+    and standard deviation, which go into ``prep`` (``target_mean`` / ``target_std``); a constant
+    column keeps std 1 (only centred)."""
+    train = np.asarray(parts[0], dtype=np.float64)
+    flat = train.reshape(len(train), -1)
+    mean, std = flat.mean(axis=0), flat.std(axis=0)
+    std[~(std > 0) | ~np.isfinite(std)] = 1.0
+    prep["target_mean"], prep["target_std"] = mean.tolist(), std.tolist()
+    out = []
+    for part in parts:
+        part = np.asarray(part, dtype=np.float64)
+        scaled = (part.reshape(len(part), -1) - mean) / std
+        out.append(scaled.reshape(part.shape))
+    return tuple(out)
+
+
+#: the ``load_dataset`` arguments a bench or a sweep passes to every run (``data_options``)
+LOAD_OPTIONS = ("target", "test_file", "task", "val_fraction")
+
+
+def check_load_options(options: dict | None) -> dict:
+    """``options`` (``data_options`` of a bench or sweep) checked: names from ``LOAD_OPTIONS``, a
+    ``task`` of the two, a ``val_fraction`` in (0, 1); ``None`` values dropped.
+
+    Raises:
+        ConfigError: an unknown name or a bad value.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"data_options must be a dict of {list(LOAD_OPTIONS)}, got {options!r}")
+    unknown = sorted(k for k in options if k not in LOAD_OPTIONS)
+    if unknown:
+        raise ConfigError(f"data_options takes {list(LOAD_OPTIONS)}, got {unknown}")
+    out = {k: v for k, v in options.items() if v is not None}
+    if "task" in out:
+        one_of("task", out["task"], TASKS)
+    if "val_fraction" in out:
+        out["val_fraction"] = number("val_fraction", out["val_fraction"], 0, 1, low_open=True, high_open=True)
+    for key in ("target", "test_file"):
+        if key in out:
+            out[key] = str(out[key])
+    return out
 
 
 def _is_table_path(name_or_path: str | os.PathLike) -> bool:
@@ -294,6 +351,7 @@ def load_dataset(
     seed: int = 0,
     val_fraction: float = 0.2,
     options: dict | None = None,
+    task: str | None = None,
 ) -> Dataset:
     """Load a registered dataset by name, or the user's own ``.csv`` / ``.npz`` file.
 
@@ -306,15 +364,20 @@ def load_dataset(
         seed: Seed of the train/validation split (the test split never depends on it).
         val_fraction: Fraction of the non-test data held out for validation, in (0, 1).
         options: The dataset's own options (``dataset_options(name)``), e.g. ``{"arms": 5}``.
+        task: ``"classification"`` or ``"regression"`` instead of what a ``.csv`` / ``.npz`` file's
+            target suggests (``tabular``'s rule); a named dataset's task is fixed, and a ``task``
+            contradicting it is refused.
 
     Returns:
-        The ``Dataset``.
+        The ``Dataset``. A file's regression targets are standardised with the training split's
+        statistics (``preprocessing["target_mean"]`` / ``["target_std"]``; ``decode_targets``).
 
     Raises:
-        ConfigError: Unknown dataset name or a bad argument.
-        DataError: Missing, unreadable or malformed data.
+        ConfigError: Unknown dataset name or a bad argument (a ``seed`` below 0, a ``task`` that is
+            not one of the two, or one a named dataset contradicts; ``target`` for an ``.npz``).
+        DataError: Missing, unreadable or malformed data; a target that ``task`` cannot take.
     """
-    _check_args(val_fraction, seed)
+    _check_args(val_fraction, seed, task)
     if _is_table_path(name_or_path):
         from .tabular import load_table
 
@@ -323,7 +386,7 @@ def load_dataset(
             test_file = _resolve_table_path(test_file, data_dir)
         if options:
             raise ConfigError(f"dataset options apply to named datasets only, not to a file, got {options!r}")
-        parts = load_table(path, target=target, test_file=test_file)
+        parts = load_table(path, target=target, test_file=test_file, task=task)
         return _assemble(path.stem, parts, seed, val_fraction)
     key = str(name_or_path).strip().lower()
     if key not in _REGISTRY:
@@ -336,7 +399,12 @@ def load_dataset(
             f"target / test_file apply to .csv / .npz files only, not to dataset {key!r} "
             f"(got target={target!r}, test_file={test_file!r})"
         )
-    return _assemble(key, _REGISTRY[key](data_dir, **_check_options(key, options)), seed, val_fraction)
+    parts = _REGISTRY[key](data_dir, **_check_options(key, options))
+    own = parts[4].get("task") if isinstance(parts, tuple) and len(parts) == 5 and isinstance(parts[4], dict) else None
+    if task is not None and own in TASKS and task != own:
+        raise ConfigError(f"dataset {key!r} is a {own} task; task={task!r} (--task) contradicts it "
+                          "(task chooses for .csv / .npz files only)")
+    return _assemble(key, parts, seed, val_fraction)
 
 
 @register_dataset("digits")

@@ -8,6 +8,12 @@ classification over its sorted distinct integers when it has at most ``MAX_INT_C
 values and at most half as many distinct values as rows; otherwise it is regression. Any other
 numeric target (decimals, exponents) is regression. NPZ: integer, bool or string ``y`` is
 classification, float ``y`` regression (``y`` may be ``(N, k)`` float for k regression targets).
+
+``task=`` (``--task``) overrides the rule: ``"classification"`` makes any target classes (integer
+values, ``7.0`` included, or strings; a number with a fraction is refused with a ``DataError``
+naming the column), ``"regression"`` makes a numeric target regression (text is refused).
+Regression targets are standardised on the training split by ``registry._assemble``
+(``meta["standardize_target"]``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -96,12 +103,17 @@ def _numeric(path: Path, name: str, cells: np.ndarray, lines: list[int], what: s
     return values
 
 
-def _target_spec(path: Path, name: str, cells: np.ndarray, lines: list[int]) -> dict:
-    """Decide classification/regression for a CSV target column (see the module docstring)."""
+def _target_spec(path: Path, name: str, cells: np.ndarray, lines: list[int], task: str | None = None) -> dict:
+    """Decide classification/regression for a CSV target column (see the module docstring);
+    ``task`` given: that task, the labels as the column allows."""
     missing = _missing_mask(cells)
     if missing.any():
         i = int(np.argmax(missing))
         raise DataError(f"{path}: missing value {str(cells[i])!r} in target column {name!r} (line {lines[i]})")
+    if task == "regression":
+        return {"task": "regression"}
+    if task == "classification":
+        return _class_spec(path, name, cells, lines)
     if all(_INT_RE.match(c) for c in cells):
         distinct = sorted({int(c) for c in cells})
         if len(distinct) <= MAX_INT_CLASSES and 2 * len(distinct) <= len(cells):
@@ -112,6 +124,37 @@ def _target_spec(path: Path, name: str, cells: np.ndarray, lines: list[int]) -> 
         return {"task": "regression"}
     except ValueError:
         return {"task": "classification", "class_labels": sorted(set(cells.tolist())), "label_type": "str"}
+
+
+def _class_spec(path: Path, name: str, cells: np.ndarray, lines: list[int]) -> dict:
+    """Classes of a target that ``task="classification"`` names: integer labels when every value is
+    a whole number (``7`` or ``7.0``), text labels when some value is not a number.
+
+    Raises:
+        DataError: a numeric target with a fraction (``2.5``): that is not a class label.
+    """
+    try:
+        values = cells.astype(np.float64)
+    except ValueError:
+        return {"task": "classification", "class_labels": sorted(set(cells.tolist())), "label_type": "str"}
+    whole = np.isfinite(values) & (values == np.round(values))
+    if not whole.all():
+        i = int(np.argmax(~whole))
+        raise DataError(f"{path}: target column {name!r} has the value {str(cells[i])!r} (line {lines[i]}), not a "
+                        f"whole number or a label, so it cannot be classification (task='classification'); "
+                        f"use task='regression' (--task regression)")
+    return {"task": "classification", "class_labels": sorted({int(v) for v in values}), "label_type": "int"}
+
+
+def _int_label(cell: str):
+    """A cell as an integer label (``7`` or ``7.0``), or the cell itself when it is not one."""
+    if _INT_RE.match(cell):
+        return int(cell)
+    try:
+        value = float(cell)
+    except ValueError:
+        return cell
+    return int(value) if np.isfinite(value) and value == round(value) else cell
 
 
 def _encode_target(path: Path, name: str, cells: np.ndarray, lines: list[int], spec: dict) -> np.ndarray:
@@ -125,7 +168,7 @@ def _encode_target(path: Path, name: str, cells: np.ndarray, lines: list[int], s
     index = {lab: i for i, lab in enumerate(spec["class_labels"])}
     out = np.empty(len(cells), dtype=np.int64)
     for i, c in enumerate(cells):
-        key = int(c) if spec["label_type"] == "int" and _INT_RE.match(c) else c
+        key = _int_label(c) if spec["label_type"] == "int" else c
         if key not in index:
             raise DataError(
                 f"{path}: unknown label {str(c)!r} in target column {name!r} (line {lines[i]}); "
@@ -135,7 +178,7 @@ def _encode_target(path: Path, name: str, cells: np.ndarray, lines: list[int], s
     return out
 
 
-def _load_csv(path: Path, target: str | None, spec: dict | None = None) -> tuple:
+def _load_csv(path: Path, target: str | None, spec: dict | None = None, task: str | None = None) -> tuple:
     """Return ``(x, y, spec)``; with ``spec`` given (a test file), follow the training file's layout."""
     names, cells, lines = read_csv(path)
     if target is None:
@@ -146,7 +189,7 @@ def _load_csv(path: Path, target: str | None, spec: dict | None = None) -> tuple
         features = [n for n in names if n != target]
         if not features:
             raise DataError(f"{path}: no feature columns besides the target {target!r}")
-        spec = _target_spec(path, target, cells[:, names.index(target)], lines)
+        spec = _target_spec(path, target, cells[:, names.index(target)], lines, task)
         spec["feature_names"] = features
     else:
         missing = [n for n in spec["feature_names"] if n not in names]
@@ -157,13 +200,38 @@ def _load_csv(path: Path, target: str | None, spec: dict | None = None) -> tuple
     return x, y, spec
 
 
+_NOT_NPZ = "not a valid .npz file (a zip archive of .npy arrays, as numpy.savez writes)"
+
+
 def _npz_arrays(path: Path, keys: tuple[str, ...]) -> dict:
+    """The arrays ``keys`` of an ``.npz``, read without unpickling anything.
+
+    Raises:
+        DataError: not a zip of ``.npy`` arrays, an array of Python objects, a missing array. The
+            message never suggests loading the file unsafely: a pickle can run code.
+    """
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read NPZ file: {exc}") from None
+    if not is_zip:
+        raise DataError(f"{path}: {_NOT_NPZ}")
+    found, arrays = [], {}
     try:
         with np.load(path, allow_pickle=False) as z:
             found = list(z.files)
-            arrays = {k: z[k] for k in keys if k in z.files}
-    except Exception as exc:  # bad zip, object arrays, not an npz ...
-        raise DataError(f"{path}: cannot read NPZ file: {type(exc).__name__}: {exc}") from None
+            for k in keys:
+                if k in z.files:
+                    arrays[k] = z[k]
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            bad = next((k for k in keys if k in found and k not in arrays), None)
+            where = f"array {bad!r}" if bad else "an array"
+            raise DataError(f"{path}: {where} holds Python objects (dtype object), which are never read; "
+                            "save numeric, bool or string arrays") from None
+        raise DataError(f"{path}: {_NOT_NPZ}: {exc}") from None
+    except Exception as exc:  # a damaged zip member, a bad .npy header ...
+        raise DataError(f"{path}: {_NOT_NPZ}: {type(exc).__name__}: {exc}") from None
     missing = [k for k in keys if k not in arrays]
     if missing:
         raise DataError(f"{path}: missing arrays {missing}; the file has {found}")
@@ -184,16 +252,40 @@ def _check_x(path: Path, x: np.ndarray, n_features: int | None = None) -> np.nda
     return x
 
 
-def _load_npz(path: Path, spec: dict | None = None) -> tuple:
-    """Return ``(x, y, spec)`` from an NPZ with ``X`` and ``y``; ``spec`` as in ``_load_csv``."""
+def _npz_as_task(path: Path, y: np.ndarray, task: str) -> np.ndarray:
+    """``y`` for the task that ``task=`` names (see the module docstring)."""
+    kind = y.dtype.kind
+    if task == "regression":
+        if kind not in "biuf":
+            raise DataError(f"{path}: y must be numeric for regression (task='regression'), got dtype {y.dtype}")
+        return y.astype(np.float64)
+    if y.ndim != 1:
+        raise DataError(f"{path}: y must be 1-D for classification (task='classification'), got shape {y.shape}")
+    if kind != "f":
+        return y
+    whole = np.isfinite(y) & (y == np.round(y))
+    if not whole.all():
+        i = int(np.argmax(~whole))
+        raise DataError(f"{path}: y has the value {float(y[i])!r} (row {i}), not a whole number, so it cannot be "
+                        "classification (task='classification'); use task='regression' (--task regression)")
+    return y.astype(np.int64)
+
+
+def _load_npz(path: Path, spec: dict | None = None, task: str | None = None) -> tuple:
+    """Return ``(x, y, spec)`` from an NPZ with ``X`` and ``y``; ``spec`` and ``task`` as in ``_load_csv``."""
     arrays = _npz_arrays(path, ("X", "y"))
     x = _check_x(path, arrays["X"], None if spec is None else spec["n_features"])
     y = arrays["y"]
     if len(y) != len(x):
         raise DataError(f"{path}: X has {len(x)} rows but y has {len(y)}")
+    task = task if spec is None else spec["task"]
+    if task is not None:
+        y = _npz_as_task(path, y, task)
     kind = y.dtype.kind
     if spec is None:
-        if kind == "f" or (kind in "biuUS" and y.ndim == 1):
+        if task is not None:
+            spec = {"task": task, "n_features": x.shape[1]}
+        elif kind == "f" or (kind in "biuUS" and y.ndim == 1):
             spec = {"task": "regression" if kind == "f" else "classification", "n_features": x.shape[1]}
         if spec is None or y.ndim not in (1, 2) or (kind != "f" and y.ndim != 1):
             raise DataError(f"{path}: y must be 1-D (labels or float targets) or 2-D float, got {y.dtype} {y.shape}")
@@ -216,20 +308,30 @@ def _load_npz(path: Path, spec: dict | None = None) -> tuple:
     return x, np.array([index[v] for v in values], dtype=np.int64), spec
 
 
-def load_table(path: Path, *, target: str | None = None, test_file: str | os.PathLike | None = None) -> tuple:
+def load_table(path: Path, *, target: str | None = None, test_file: str | os.PathLike | None = None,
+               task: str | None = None) -> tuple:
     """Registry-style loader for a user's ``.csv`` / ``.npz`` file (see ``registry`` for the tuple).
 
     Args:
         path: The training file.
         target: Target column (CSV only; required there).
         test_file: Optional file of the same format and columns used as the test set.
+        task: ``"classification"`` / ``"regression"`` instead of the rule of the module docstring.
 
     Returns:
-        ``(x, y, x_test | None, y_test | None, meta)`` with raw float64 features.
+        ``(x, y, x_test | None, y_test | None, meta)`` with raw float64 features; a regression
+        ``meta`` asks for standardised targets.
+
+    Raises:
+        ConfigError: ``target`` given for an ``.npz``, a test file of another format.
+        DataError: see ``_load_csv`` / ``_load_npz``.
     """
     path = Path(path)
     is_csv = path.suffix.lower() == ".csv"
-    x, y, spec = _load_csv(path, target) if is_csv else _load_npz(path)
+    if not is_csv and target is not None:
+        raise ConfigError(f"target={target!r} (--target) is for CSV files; an .npz holds the arrays X and y "
+                          f"(got {str(path)!r})")
+    x, y, spec = _load_csv(path, target, task=task) if is_csv else _load_npz(path, task=task)
     x_test = y_test = None
     if test_file is not None:
         test_path = Path(test_file)
@@ -243,7 +345,7 @@ def load_table(path: Path, *, target: str | None = None, test_file: str | os.Pat
         "feature_names": spec.get("feature_names"),
         "target": target if is_csv else None,
     }
-    meta = {"task": task, "preprocessing": prep, "standardize": True}
+    meta = {"task": task, "preprocessing": prep, "standardize": True, "standardize_target": task == "regression"}
     if task == "classification":
         meta["class_labels"] = spec["class_labels"]
         meta["class_names"] = [str(v) for v in spec["class_labels"]]

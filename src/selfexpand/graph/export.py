@@ -1,71 +1,64 @@
-"""Export a grown graph to a plain ``nn.Module`` of its final size.
+"""Export a grown graph to plain PyTorch: standard modules of its final size, no selfexpand inside.
 
 Masks are multiplied into the weights, modulator factors folded into the weights that read the
-modulated units (a unit whose factor is 0 is dropped), and the result is an ``nn.Sequential`` of
-``nn.Linear`` and activation modules when the graph is a chain, else an :class:`ExportedGraph`
-holding plain dense weights.
+modulated units (a unit whose factor is 0 is dropped, a layer left with no unit with it), and every
+front and activation is replaced by its plain form (:mod:`.plain`: the conv fronts by ``Conv2d`` /
+``BatchNorm2d`` / ``MaxPool2d`` modules, the rational activation by a traced ``torch.fx.GraphModule``).
+
+The result is
+
+- an ``nn.Sequential`` (``Flatten`` or the front then ``Flatten``, then ``nn.Linear`` and activation
+  modules) when the graph is a chain;
+- else an :data:`ExportedGraph`, a ``torch.fx.GraphModule`` built node by node, whose generated
+  ``forward`` (``exported.code``) calls only torch. Its attributes: ``front`` (when there is one),
+  ``linear.<connection>`` (an ``nn.Linear``; it holds the target layer's bias when it is the first
+  connection writing every unit of that layer), ``bias.<layer>`` (layers that no connection writes in
+  full), ``act.<layer>`` (non-identity activations), ``index.<connection>_in`` / ``_out`` (long
+  buffers: the source units read, the target units written). A layer's pre-activation is the sum of
+  its connections' ``linear(x_source.index_select(1, in))``, added at ``out`` with ``index_add``.
+  ``exported.meta["widths"]`` maps every layer of the graph to its exported width (0: dropped).
+
+Either one is saved with ``torch.save`` and loaded with ``torch.load(path, weights_only=False)``
+where selfexpand is not installed, and works with ``torch.jit.script``, ``torch.export.export`` and
+``torch.onnx.export(..., dynamo=True)``.
 """
 
 from __future__ import annotations
 
-import copy
+import operator
 
 import torch
-import torch.nn.functional as F
+import torch.fx as fx
 from torch import nn
 
 from ..errors import ConfigError
+from .plain import plain_module
 
 __all__ = ["export_graph", "ExportedGraph"]
 
+#: The type of a non-chain export (each instance is of its own subclass, so test with ``isinstance``).
+ExportedGraph = fx.GraphModule
 
-class ExportedGraph(nn.Module):
-    """Plain dense DAG: per layer, ``act(bias + sum_c x_src[:, idx] @ W_c.T)`` (scattered by ``out``)."""
 
-    def __init__(self, order, sizes, activations, front, edges):
-        super().__init__()
-        self.order = list(order)
-        self.front = front
-        self.activations = nn.ModuleDict({n: a for n, a in activations.items()})
-        self.biases = nn.ParameterDict()
-        self.weights = nn.ParameterDict()
-        self.wiring: list[tuple[str, str, str]] = []
-        for name in self.order[1:]:
-            self.biases[name] = nn.Parameter(torch.zeros(sizes[name]))
-        for k, (source, target, weight, in_idx, out_idx) in enumerate(edges):
-            key = f"c{k}"
-            self.weights[key] = nn.Parameter(weight)
-            self.register_buffer(f"{key}_in", in_idx)
-            self.register_buffer(f"{key}_out", out_idx)
-            self.wiring.append((key, source, target))
-
-    def forward(self, x):
-        if self.front is not None:
-            x = self.front(x)
-        if x.dim() > 2:
-            x = x.flatten(1)
-        acts = {self.order[0]: x}
-        for name in self.order[1:]:
-            pre = self.biases[name].expand(x.shape[0], -1)
-            for key, source, target in self.wiring:
-                if target != name:
-                    continue
-                src = acts[source]
-                idx, out = getattr(self, f"{key}_in"), getattr(self, f"{key}_out")
-                y = F.linear(src if idx is None else src.index_select(1, idx), self.weights[key])
-                pre = pre + y if out is None else pre.index_add(1, out, y)
-            acts[name] = self.activations[name](pre)
-        return acts[self.order[-1]]
+def _target(name: str, k: int, prefix: str) -> str:
+    """A name usable as an attribute path: ``name`` when it is an identifier, else ``prefix + k``."""
+    return name if name.isidentifier() else f"{prefix}{k}"
 
 
 @torch.no_grad()
 def export_graph(net) -> nn.Module:
-    """See module docstring. The result is on the graph's device, in training mode of the graph."""
+    """See module docstring. The result is on the graph's device and dtype, in the graph's training mode.
+
+    Raises:
+        ConfigError: the output layer is modulated and its activation is not the identity (its factor
+            cannot be folded into a weight).
+    """
     out_layer = net.layers[net.output_name]
     if out_layer.modulator is not None and not isinstance(out_layer.activation, nn.Identity):
         raise ConfigError("cannot export a modulated output layer with a non-identity activation")
+    device, dtype = out_layer.bias.device, out_layer.bias.dtype
     # the input layer holds no tensor (its mask is made on the CPU): bring every mask to the graph's device
-    keep = {n: l.live_units().to(out_layer.bias.device) for n, l in net.layers.items()}
+    keep = {n: l.live_units().to(device) for n, l in net.layers.items()}
     keep[net.output_name] = torch.ones_like(keep[net.output_name])
     new_pos = {}
     for name, mask in keep.items():
@@ -75,11 +68,9 @@ def export_graph(net) -> nn.Module:
     factor = {n: l.factor() for n, l in net.layers.items()}
     biases = {n: net.layers[n].bias.detach().clone() for n in net.order[1:]}
     edges = []
-    for conn in net.connections.values():
-        src_n = net.layers[conn.source].size
-        tgt_n = net.layers[conn.target].size
-        cols = conn.source_units(src_n)
-        rows = conn.target_units(tgt_n)
+    for conn_name, conn in net.connections.items():
+        cols = conn.source_units(net.layers[conn.source].size)
+        rows = conn.target_units(net.layers[conn.target].size)
         w = conn.effective_weight().detach().clone()
         if factor[conn.source] is not None:
             w = w * factor[conn.source].detach()[cols][None, :]
@@ -88,37 +79,94 @@ def export_graph(net) -> nn.Module:
         col_keep = keep[conn.source][cols]
         row_keep = keep[conn.target][rows]
         w = w[row_keep][:, col_keep]
-        new_cols = new_pos[conn.source][cols[col_keep]]
-        new_rows = new_pos[conn.target][rows[row_keep]]
         if w.numel() == 0:
             continue
         # a connection that read (wrote) all units still does: dropped units leave the layer too
-        in_idx = None if conn.in_index is None else new_cols
-        out_idx = None if conn.out_index is None else new_rows
-        edges.append((conn.source, conn.target, w, in_idx, out_idx))
+        in_idx = None if conn.in_index is None else new_pos[conn.source][cols[col_keep]]
+        out_idx = None if conn.out_index is None else new_pos[conn.target][rows[row_keep]]
+        edges.append((conn_name, conn.source, conn.target, w, in_idx, out_idx))
     if factor[net.output_name] is not None:
         biases[net.output_name] *= factor[net.output_name].detach()
-    sizes = {n: int(keep[n].sum()) for n in net.order}
     for n in net.order[1:]:
         biases[n] = biases[n][keep[n]]
-    activations = {n: copy.deepcopy(net.layers[n].activation) for n in net.order[1:]}
-    front = copy.deepcopy(net.front)
-    chain = net.is_chain() and all(e[3] is None and e[4] is None for e in edges) \
-        and len(edges) == len(net.order) - 1
+    activations = {n: plain_module(net.layers[n].activation) for n in net.order[1:]}
+    front = plain_module(net.front)
+    chain = net.is_chain() and len(edges) == len(net.order) - 1 \
+        and all(e[4] is None and e[5] is None for e in edges)
     if chain:
-        by_target = {e[1]: e for e in edges}
-        modules: list[nn.Module] = [front] if front is not None else [nn.Flatten()]
-        for name in net.order[1:]:
-            w = by_target[name][2]
-            linear = nn.Linear(w.shape[1], w.shape[0], device=w.device, dtype=w.dtype)
-            linear.weight.copy_(w)
-            linear.bias.copy_(biases[name])
-            modules.append(linear)
-            if not isinstance(activations[name], nn.Identity):
-                modules.append(activations[name])
-        return nn.Sequential(*modules).train(net.training)
-    exported = ExportedGraph(net.order, sizes, activations, front, edges).to(
-        device=out_layer.bias.device, dtype=out_layer.bias.dtype)
+        exported = _sequential(net, edges, biases, activations, front)
+    else:
+        exported = _graph_module(net, edges, biases, activations, front, keep)
+    return exported.to(device=device, dtype=dtype).train(net.training)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device,
+                       dtype=weight.dtype)
+    linear.weight.copy_(weight)
+    if bias is not None:
+        linear.bias.copy_(bias)
+    return linear
+
+
+def _sequential(net, edges, biases, activations, front) -> nn.Sequential:
+    by_target = {e[2]: e for e in edges}
+    modules: list[nn.Module] = [front, nn.Flatten()] if front is not None else [nn.Flatten()]
     for name in net.order[1:]:
-        exported.biases[name].copy_(biases[name])
-    return exported.train(net.training)
+        modules.append(_linear(by_target[name][3], biases[name]))
+        if not isinstance(activations[name], nn.Identity):
+            modules.append(activations[name])
+    return nn.Sequential(*modules)
+
+
+def _graph_module(net, edges, biases, activations, front, keep) -> fx.GraphModule:
+    """The fx graph of the DAG, node by node (see the module docstring for the attribute names)."""
+    graph = fx.Graph()
+    attrs: dict = {}
+    x = graph.placeholder("input")  # the argument name of nn.Sequential.forward, as in a chain export
+    if front is not None:
+        attrs["front"] = front
+        x = graph.call_module("front", (x,))
+    x = graph.call_method("flatten", (x, 1))
+    values = {net.input_name: x}
+    for name in net.order[1:]:
+        if not bool(keep[name].any()):
+            continue  # no live unit: nothing reads it (its outgoing connections were dropped)
+        layer_key = _target(name, net.order.index(name), "layer")
+        full = [e for e in edges if e[2] == name and e[5] is None]  # first: the first holds the bias
+        incoming = full + [e for e in edges if e[2] == name and e[5] is not None]
+        pre = None
+        for k, (conn_name, source, _, weight, in_idx, out_idx) in enumerate(incoming):
+            key = _target(conn_name, k, f"{layer_key}_c")
+            src = values[source]
+            if in_idx is not None:
+                attrs[f"index.{key}_in"] = in_idx
+                src = graph.call_method("index_select", (src, 1, graph.get_attr(f"index.{key}_in")))
+            with_bias = bool(full) and full[0][0] == conn_name
+            attrs[f"linear.{key}"] = _linear(weight, biases[name] if with_bias else None)
+            y = graph.call_module(f"linear.{key}", (src,))
+            if out_idx is None:
+                pre = y if pre is None else graph.call_function(operator.add, (pre, y))
+                continue
+            if pre is None:
+                pre = _bias_rows(graph, attrs, layer_key, biases[name], values[net.input_name])
+            attrs[f"index.{key}_out"] = out_idx
+            pre = graph.call_method("index_add", (pre, 1, graph.get_attr(f"index.{key}_out"), y))
+        if pre is None:
+            pre = _bias_rows(graph, attrs, layer_key, biases[name], values[net.input_name])
+        if not isinstance(activations[name], nn.Identity):
+            attrs[f"act.{layer_key}"] = activations[name]
+            pre = graph.call_module(f"act.{layer_key}", (pre,))
+        values[name] = pre
+    graph.output(values[net.output_name])
+    graph.lint()
+    exported = fx.GraphModule(attrs, graph, "ExportedGraph")
+    exported.meta["widths"] = {n: int(keep[n].sum()) for n in net.order}
+    return exported
+
+
+def _bias_rows(graph, attrs, layer_key, bias, x):
+    """``bias`` broadcast to ``(batch, n)`` (a base for ``index_add``), as graph nodes."""
+    attrs[f"bias.{layer_key}"] = nn.Parameter(bias.clone())
+    n = graph.call_method("size", (x, 0))
+    return graph.call_method("expand", (graph.get_attr(f"bias.{layer_key}"), n, -1))

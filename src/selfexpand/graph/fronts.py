@@ -17,6 +17,7 @@ batch norm and ReLU; every pool is a 2x2 max pool (an odd size is floored, as ``
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Sequence
 
@@ -99,6 +100,13 @@ class ConvFront(nn.Module):
                               f"{channels * height * width}) for in_shape {list(self.in_shape)}, "
                               f"got shape {tuple(x.shape)}")
         return self.body(x).flatten(1)
+
+    def plain(self) -> nn.Sequential:
+        """A copy made of torch modules only (for ``GrowableNet.export``): ``Flatten``, ``Unflatten`` to
+        ``in_shape``, the body's conv, batch norm, ReLU and pool modules, ``Flatten``. It takes the same
+        input forms; an input of another size fails in ``Unflatten`` (torch's error, not a ConfigError)."""
+        return nn.Sequential(nn.Flatten(1), nn.Unflatten(1, self.in_shape), *copy.deepcopy(self.body),
+                             nn.Flatten(1)).train(self.training)
 
     def extra_repr(self) -> str:
         return f"in_shape={list(self.in_shape)}, out_features={self.out_features}"

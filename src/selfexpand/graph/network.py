@@ -9,6 +9,7 @@ is one ``F.linear``. The structure is edited only through ``selfexpand.ops``, wh
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -19,6 +20,7 @@ from ..validators import integer_list, positive_int
 from .counts import count_params
 from .export import export_graph
 from .parts import Connection, Layer
+from .saving import load_net, save_net
 from .spec import graph_from_spec, graph_spec
 
 __all__ = ["GrowableNet"]
@@ -188,8 +190,29 @@ class GrowableNet(nn.Module):
         return graph_from_spec(spec, state_dict, cls)
 
     def export(self) -> nn.Module:
-        """A plain ``nn.Module`` of the final size, with no masks or modulators, same outputs."""
+        """Plain PyTorch of the final size, with no masks or modulators, same outputs: an
+        ``nn.Sequential`` for a chain, else a ``torch.fx.GraphModule`` of standard layers. Loading it
+        needs only torch; it scripts, exports and converts to ONNX (``selfexpand.graph.export``)."""
         return export_graph(self)
+
+    # ------------------------------------------------------------------ save, load
+    def save(self, path) -> Path:
+        """Write the network (spec and every tensor) to one safetensors file; see ``graph.saving``.
+
+        Raises:
+            ConfigError: a front or activation that a spec cannot name.
+            CheckpointError: the file cannot be written.
+        """
+        return save_net(self, path)
+
+    @classmethod
+    def load(cls, path, *, device=None) -> "GrowableNet":
+        """The network saved at ``path`` by :meth:`save`, exactly (grown marks and masks included).
+
+        Raises:
+            CheckpointError: the file is missing, damaged or not a network file (the message names it).
+        """
+        return load_net(path, cls, device=device)
 
 
 def _uniform(shape, bound, gen) -> torch.Tensor:

@@ -17,6 +17,7 @@ rational term is computed in ``1 / x`` (``x / (1 + x^2) = u / (1 + u^2)``, ``1 /
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -24,6 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .activations import register_activation
+from .plain import trace_module
 
 __all__ = ["RationalActivation", "NORM_FLOOR", "rational"]
 
@@ -101,6 +103,11 @@ class RationalActivation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rational(x, self.coefficients)
+
+    def plain(self) -> nn.Module:
+        """A copy traced into a ``torch.fx.GraphModule`` (for ``GrowableNet.export``): the same
+        arithmetic as torch operations, the coefficients a parameter ``coefficients`` of the copy."""
+        return trace_module(copy.deepcopy(self), "RationalActivation")
 
     def extra_repr(self) -> str:
         return f"v={self.v:.4g}, c={self.c:.4g}, l={self.l:.4g}"

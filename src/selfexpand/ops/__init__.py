@@ -1,5 +1,19 @@
 """Growth operations on a ``GrowableNet``; each validates first, then changes the graph, carries the
-optimizer state, and returns a :class:`GrowthEvent`."""
+optimizer state, and returns a :class:`GrowthEvent`.
+
+Called as a user would call them, with no initial values, the ops that add structure keep the network's
+function (each docstring states its default):
+
+- ``add_units(net, layer, n, optimizer=opt)``: Kaiming-uniform incoming weights (``nn.Linear``'s
+  ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``), zero biases, zero outgoing weights;
+- ``insert_layer(net, connection, optimizer=opt)``: an identity layer (signed, ``2 n`` units, for ReLU;
+  ``n`` units for identity-valued activations such as ``"rational"`` at its start);
+- ``split_units(net, layer, sources, optimizer=opt)``: copies sharing their sources' outgoing weights;
+- ``split_edges(net, edges, optimizer=opt)``: paths of weights 1 and ``w``, eps edges ``U[0, 1e-8)``
+  (exact for non-negative parents; ``signed=True`` for any sign).
+
+``remove_units``, ``prune_edges`` and ``compact`` take no values.
+"""
 
 from .compact import compact
 from .edges import prune_edges, split_edges

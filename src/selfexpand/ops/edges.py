@@ -102,6 +102,12 @@ def split_edges(net, edges, *, eps: float = 1e-8, signed: bool = False, activati
                 generator: torch.Generator | None = None, optimizer=None) -> GrowthEvent:
     """Split ``edges`` (all into one target layer) through one new layer; see the module docstring.
 
+    Defaults: the split paths carry weights 1 and ``w`` (nothing to choose); ``eps=1e-8``: the other
+    entries of the new connections (eps edges) are drawn from ``U[0, 1e-8)`` with ``generator``, so the
+    function changes by at most about ``1e-8`` times the inputs; ``signed=False``: exact when the parents
+    are non-negative (ReLU layers, inputs in [0, 1]); pass ``signed=True`` for parents of any sign and
+    ``eps=0`` for an exactly unchanged function.
+
     Returns:
         The event; ``details`` names the new layer and its connections.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..events import event_line
+
 __all__ = ["GrowthEvent"]
 
 
@@ -34,3 +36,7 @@ class GrowthEvent:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def line(self) -> str:
+        """This event in one line of text (:func:`selfexpand.events.event_line`)."""
+        return event_line(self.to_dict())

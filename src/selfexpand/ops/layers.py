@@ -1,9 +1,16 @@
-"""Depth ops: insert a layer in place of a connection (``src -> new -> tgt``)."""
+"""Depth ops: insert a layer in place of a connection (``src -> new -> tgt``).
+
+``insert_layer(net, connection, optimizer=opt)`` with no values inserts an identity layer (signed for
+ReLU), so the function is unchanged.
+"""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
+from ..errors import ConfigError, GrowthError
+from ..graph.activations import make_activation
 from ..graph.parts import Layer
 from ..validators import positive_int
 from .checks import require_connection, require_tensor
@@ -13,9 +20,9 @@ from .event import GrowthEvent
 __all__ = ["insert_layer", "insert_identity_layer", "identity_layer_values"]
 
 
-def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bias: torch.Tensor,
-                 weight_out: torch.Tensor, activation="relu", mask_out: torch.Tensor | None = None,
-                 provisional_out: torch.Tensor | None = None,
+def insert_layer(net, connection: str, size: int | None = None, *, weight_in: torch.Tensor | None = None,
+                 bias: torch.Tensor | None = None, weight_out: torch.Tensor | None = None, activation="relu",
+                 mask_out: torch.Tensor | None = None, provisional_out: torch.Tensor | None = None,
                  optimizer=None) -> GrowthEvent:
     """Replace ``connection`` (``src -> tgt``) by ``src -> new -> tgt`` with the given values.
 
@@ -24,13 +31,33 @@ def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bi
     ``mask_out`` of the same shape; optional boolean ``provisional_out`` marking eps-born edges). It is
     placed just before ``tgt`` in the topological order; all its units are marked ``grown``.
 
+    Default (``weight_in`` and ``weight_out`` both omitted): an identity layer, so the function is
+    unchanged for every input (:func:`identity_layer_values`): with an activation that is the identity
+    (``"identity"``, ``"rational"`` at its start values) ``size = n_cols`` units ``W_in = I``; with ReLU
+    ``size = 2 n_cols`` units, ``relu(x) - relu(-x) = x`` (signed). ``size`` may then be omitted; the
+    connection's weight, mask and provisional marks move to ``weight_out``. ``bias`` defaults to zeros.
+
     Raises:
-        GrowthError / ConfigError: unknown connection, bad size or shapes, non-finite values.
+        GrowthError / ConfigError: unknown connection, bad size or shapes, non-finite values; for the
+        default, an activation with no exact identity (tanh, ...), a ``size`` other than the identity's,
+        or ``bias`` / ``mask_out`` / ``provisional_out`` given without the weights.
     """
     require_connection(net, connection)
-    positive_int("size", size)
     old = net.connections[connection]
     n_rows, n_cols = old.shape
+    act = make_activation(activation)
+    if weight_in is None and weight_out is None:
+        size, values = _identity_default(net, connection, size, act, bias, mask_out, provisional_out)
+        weight_in, bias, weight_out = values["weight_in"], values["bias"], values["weight_out"]
+        mask_out, provisional_out = values["mask_out"], values["provisional_out"]
+    elif weight_in is None or weight_out is None:
+        raise ConfigError("insert_layer needs weight_in and weight_out together (or neither, for the "
+                          f"identity default), got only {'weight_in' if weight_out is None else 'weight_out'}")
+    if size is None:
+        size = weight_in.shape[0] if torch.is_tensor(weight_in) else size
+    positive_int("size", size)
+    if bias is None:
+        bias = torch.zeros(size, device=old.weight.device, dtype=old.weight.dtype)
     require_tensor("weight_in", weight_in, (size, n_cols))
     require_tensor("bias", bias, (size,))
     require_tensor("weight_out", weight_out, (n_rows, size))
@@ -38,9 +65,6 @@ def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bi
         require_tensor("mask_out", mask_out, (n_rows, size))
     if provisional_out is not None:
         require_tensor("provisional_out", provisional_out, (n_rows, size))
-    from ..graph.activations import make_activation
-
-    act = make_activation(activation)
     device = old.weight.device
     edit = Edit(net, optimizer, "insert_layer", connection)
     live_before = int(old.live().sum())
@@ -66,6 +90,40 @@ def insert_layer(net, connection: str, size: int, *, weight_in: torch.Tensor, bi
     live_after = size * n_cols + int(net.connections[c_out].live().sum())
     return edit.commit(units_added=size, edges_added=live_after, edges_removed=live_before,
                        details={"layer": name, "connections": [c_in, c_out]})
+
+
+def _is_identity(act) -> bool:
+    """Whether ``act`` returns its input unchanged (probed on values of both signs, large ones too)."""
+    param = next(act.parameters(), None)
+    probe = torch.tensor([-1e4, -3.0, -1.0, -0.25, 0.0, 0.25, 1.0, 3.0, 1e4],
+                         device=None if param is None else param.device,
+                         dtype=None if param is None else param.dtype)
+    try:
+        with torch.no_grad():
+            return torch.equal(act(probe), probe)
+    except Exception:  # an activation that cannot take the probe is not the identity
+        return False
+
+
+def _identity_default(net, connection, size, act, bias, mask_out, provisional_out):
+    """``(size, values)`` of :func:`insert_layer`'s identity default, after checking that it applies."""
+    given = [name for name, value in (("bias", bias), ("mask_out", mask_out),
+                                      ("provisional_out", provisional_out)) if value is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} given without weight_in and weight_out; give the weights too, "
+                          "or nothing for the identity default")
+    if _is_identity(act):
+        values = identity_layer_values(net, connection)
+    elif isinstance(act, nn.ReLU):
+        values = identity_layer_values(net, connection, signed=True)
+    else:
+        raise GrowthError(f"insert_layer has no identity default for the activation {type(act).__name__} "
+                          "(only ReLU and identity-valued activations); give weight_in, bias and weight_out")
+    n = values.pop("size")
+    if size is not None and size != n:
+        raise ConfigError(f"size must be {n} for the identity default of {type(act).__name__} on "
+                          f"{connection!r} (or omitted), got size={size!r}")
+    return n, values
 
 
 def identity_layer_values(net, connection: str, *, signed: bool = False) -> dict:

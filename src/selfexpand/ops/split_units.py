@@ -27,6 +27,11 @@ def split_units(net, layer: str, sources, *, noise: float = 0.0, generator: torc
                 optimizer=None) -> GrowthEvent:
     """Append one copy of each unit of ``sources`` (indices into hidden ``layer``; repeats allowed).
 
+    The copies' values need no argument: incoming weights and bias copied, outgoing weights shared
+    (module docstring), so the function is kept. With the default ``noise=0`` a copy's outgoing share
+    equals its source's; ``noise > 0`` adds ``N(0, noise^2)`` (drawn from ``generator``) to the copy's
+    share and takes it from the source's, so the two can diverge in training.
+
     Raises:
         ConfigError: ``noise`` not a finite number >= 0.
         GrowthError: not a hidden layer, no or out-of-range sources, a layer

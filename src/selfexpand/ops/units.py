@@ -1,10 +1,14 @@
 """Width ops: add units to a hidden layer, remove units from it.
 
 Connections that read (or write) *all* units of the layer grow with it; connections that read a
-subset (``in_index`` / ``out_index``) keep reading that subset.
+subset (``in_index`` / ``out_index``) keep reading that subset. ``add_units(net, layer, n, optimizer=opt)``
+with no values adds Kaiming-uniform incoming weights, zero biases and zero outgoing weights: the function
+is unchanged.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -20,24 +24,32 @@ __all__ = ["add_units", "remove_units"]
 
 def add_units(net, layer: str, n: int, *, incoming: dict[str, torch.Tensor] | None = None,
               bias: torch.Tensor | None = None, outgoing: dict[str, torch.Tensor] | None = None,
-              optimizer=None) -> GrowthEvent:
+              optimizer=None, generator: torch.Generator | None = None) -> GrowthEvent:
     """Append ``n`` units to hidden ``layer`` with the given initial values; they are marked
     ``grown`` (new units).
 
     Args:
         incoming: for each connection into ``layer`` that writes all its units, the new rows
-            ``(n, n_cols)``; ``outgoing``: for each connection out of it that reads all its units,
-            the new columns ``(n_rows, n)``. Zero outgoing values keep the function unchanged.
+            ``(n, n_cols)``. Default (None): Kaiming-uniform as ``nn.Linear`` draws them (``a = sqrt(5)``),
+            ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, ``fan_in`` the new units' inputs (the columns of
+            all those connections), drawn from ``generator`` (torch's global generator when None).
+        outgoing: for each connection out of ``layer`` that reads all its units, the new columns
+            ``(n_rows, n)``. Default (None): zeros, so the network's function is unchanged.
         bias: ``(n,)``, default zeros.
+        generator: for the default incoming values (on the CPU).
+
+    A dict given for ``incoming`` or ``outgoing`` must name exactly those connections.
 
     Raises:
         GrowthError / ConfigError: unknown layer, a missing or extra connection, a wrong shape.
     """
     require_hidden(net, layer)
     positive_int("n", n)
-    incoming, outgoing = dict(incoming or {}), dict(outgoing or {})
     ins = {name: c for name, c in net.connections.items() if c.target == layer and c.out_index is None}
     outs = {name: c for name, c in net.connections.items() if c.source == layer and c.in_index is None}
+    incoming = _kaiming_rows(ins, n, generator) if incoming is None else dict(incoming)
+    outgoing = {name: torch.zeros(c.shape[0], n) for name, c in outs.items()} if outgoing is None \
+        else dict(outgoing)
     for label, given, needed in (("incoming", incoming, ins), ("outgoing", outgoing, outs)):
         if set(given) != set(needed):
             raise GrowthError(f"{label} must give values for exactly the connections {sorted(needed)}, "
@@ -64,6 +76,14 @@ def add_units(net, layer: str, n: int, *, incoming: dict[str, torch.Tensor] | No
     edit.resize_grown(target, torch.arange(old, device=device), n)
     edges = sum(int(incoming[k].numel()) for k in ins) + sum(int(outgoing[k].numel()) for k in outs)
     return edit.commit(units_added=n, edges_added=edges)
+
+
+def _kaiming_rows(ins: dict, n: int, generator) -> dict[str, torch.Tensor]:
+    """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` rows for each connection of ``ins`` (``nn.Linear``'s
+    Kaiming-uniform, ``a = sqrt(5)``), ``fan_in`` their columns together; drawn in the order of ``ins``."""
+    fan_in = sum(c.shape[1] for c in ins.values())
+    bound = 1 / math.sqrt(max(fan_in, 1))
+    return {name: (torch.rand(n, c.shape[1], generator=generator) * 2 - 1) * bound for name, c in ins.items()}
 
 
 def remove_units(net, layer: str, units, *, optimizer=None) -> GrowthEvent:

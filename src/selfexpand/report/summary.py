@@ -1,6 +1,12 @@
-"""The run summary (``summary.json``) from a history, the final model and its test metric."""
+"""The run summary (``summary.json``) from a history, the final model and its test metric.
+
+A figure that is not a number (a run stopped on a non-finite loss: no test metric) is None, written
+as ``null``; the best validation metric is over the epochs whose metric is finite.
+"""
 
 from __future__ import annotations
+
+import math
 
 from .inactivity import inactivity_fields
 
@@ -27,7 +33,7 @@ def flop_totals(history: list[dict]) -> dict[str, int | None]:
 
 
 def summarize(*, method: str, dataset: str, seed: int, history: list[dict], counts_start: dict,
-              counts_final: dict, metric_name: str, higher_is_better: bool, test_metric: float,
+              counts_final: dict, metric_name: str, higher_is_better: bool, test_metric: float | None,
               train_seconds: float, growth_seconds: float, inactivity: dict | None = None,
               extra: dict | None = None) -> dict:
     """Every key the CLI table, the bench and the docs rely on (counts are plain ints; the FLOP
@@ -39,8 +45,8 @@ def summarize(*, method: str, dataset: str, seed: int, history: list[dict], coun
     """
     epochs = [r for r in history if r["type"] == "epoch"]
     growth = [r for r in history if r["type"] == "growth"]
-    val = [r["val_metric"] for r in epochs]
-    best = (max(val) if higher_is_better else min(val)) if val else float("nan")
+    val = [r["val_metric"] for r in epochs if _finite(r.get("val_metric"))]
+    best = (max(val) if higher_is_better else min(val)) if val else None
     grown = [g for g in growth if g["kind"] in GROWING_KINDS]
     return {
         "method": method,
@@ -49,8 +55,8 @@ def summarize(*, method: str, dataset: str, seed: int, history: list[dict], coun
         "epochs": len(epochs),
         "metric_name": metric_name,
         "higher_is_better": higher_is_better,
-        "test_metric": float(test_metric),
-        "best_val_metric": float(best),
+        "test_metric": float(test_metric) if _finite(test_metric) else None,
+        "best_val_metric": float(best) if best is not None else None,
         "params_start": int(counts_start["params"]),
         "params_final": int(counts_final["params"]),
         "weights_active_final": int(counts_final["weights_active"]),
@@ -67,3 +73,7 @@ def summarize(*, method: str, dataset: str, seed: int, history: list[dict], coun
            {"inactivity": None, "inactive_units_fraction": None, "inactive_new_units_fraction": None}),
         **(extra or {}),
     }
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

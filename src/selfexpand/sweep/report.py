@@ -132,6 +132,7 @@ def write_sweep(result: SweepResult, out_dir: str | Path) -> Path:
     (out / "sweep.json").write_text(json.dumps({
         "method": result.method, "dataset": result.dataset, "grid": result.grid, "seeds": result.seeds,
         "epochs": result.epochs, "metric": result.metric_name, "settings": result.settings,
-        "seconds": result.seconds, "control_input": result.control_input}, indent=2) + "\n")
+        "seconds": result.seconds, "control_input": result.control_input,
+        "data_options": result.data_options}, indent=2) + "\n")
     plot_sweep(result, out / "sweep.png")
     return out

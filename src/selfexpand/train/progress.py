@@ -1,4 +1,5 @@
-"""The CLI's progress bar (a trainer callback): epoch, losses, metric, params, growth events."""
+"""The CLI's progress bar (a trainer callback): epoch, losses, metric, params, growth events
+(one line each, :meth:`selfexpand.ops.event.GrowthEvent.line`)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,7 @@ class ProgressBar(Callback):
 
     def on_grow_end(self, ctx, events: list, reason: str = "", **kwargs) -> None:
         for e in events:
-            self.bar.write(f"epoch {ctx.epoch}: {e.kind} at {e.site}: +{e.units_added} units, "
-                           f"+{e.edges_added}/-{e.edges_removed} edges, params {e.params_before} -> "
-                           f"{e.params_after}")
+            self.bar.write(f"epoch {ctx.epoch}: {e.line()}")
 
     def on_train_end(self, ctx, **kwargs) -> None:
         if self.bar is not None:

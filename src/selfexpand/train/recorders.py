@@ -7,10 +7,14 @@ stores it (``selfexpand.runs`` puts them ahead of its writer).
   optimizer, with no trigger, selector or initializer, so this is where their growth shows.
 
 Both run at ``on_epoch_end``, after the epoch's growth step: the figures describe the network the
-next epoch trains (new units just added included).
+next epoch trains (new units just added included). After an epoch whose loss is not finite (the run
+stops, :attr:`~selfexpand.train.trainer.Trainer.failure`) there are no inactivity figures: the
+network's outputs are not numbers.
 """
 
 from __future__ import annotations
+
+import math
 
 from ..report.inactivity import inactivity, inactivity_fields
 from ..validators import positive_int
@@ -30,6 +34,8 @@ class InactivityRecorder(Callback):
         self.batch_size = positive_int("batch_size", batch_size)
 
     def on_epoch_end(self, ctx, record: dict, **kwargs) -> None:
+        if not all(math.isfinite(record.get(k, 0.0)) for k in ("train_loss", "val_loss")):
+            return
         record.update(inactivity_fields(inactivity(ctx.model, ctx.data.x_val, self.batch_size)))
 
 

@@ -5,6 +5,11 @@ statistics cost no extra pass), evaluate on the validation split, let the parts 
 the trigger, select, grow, record. ``--epochs`` is the total budget of training epochs. The method's
 parts and the callbacks share one vocabulary of hooks (``selfexpand.hooks``), called on the
 growth-aware learning rate (``growth_lr``, when one is on) first, then the parts, then the callbacks.
+
+Training that has gone wrong stops: an epoch whose training or validation loss is not finite (an
+integration epoch's too) asks the run to stop through the context's stop flag, with its reason, and
+is kept in :attr:`Trainer.failure`; that epoch has no growth step. Whoever saves checkpoints reads
+``failure`` and keeps the last good one.
 """
 
 from __future__ import annotations
@@ -110,6 +115,8 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         self.device = torch.device(device)
         self.ctx: GrowthContext | None = None
+        #: ``{"epoch": E, "reason": "non-finite training loss (nan)"}`` once training went wrong (else None)
+        self.failure: dict | None = None
 
     @classmethod
     def from_settings(cls, method: GrowthMethod | None, settings, **kwargs) -> "Trainer":
@@ -138,7 +145,7 @@ class Trainer:
                             batch_size=self.batch_size, generator=generator, device=self.device,
                             max_params=self.max_params, metric_name=task_metric(data.task),
                             epochs_total=self.epochs, grow_until=self.grow_until)
-        self.ctx = ctx
+        self.ctx, self.failure = ctx, None
         spent = {"train": 0.0, "growth": 0.0}
         self._spent = spent
         if state is not None:
@@ -167,7 +174,11 @@ class Trainer:
         loss = ctx.train_epoch(after_step=(lambda: [h.on_batch_end(ctx) for h in per_batch]) if per_batch else None)
         record = ctx.record_epoch(loss, start)
         n_records = len(ctx.history.records)
-        growth_seconds = self._grow(ctx, hooks, record, n_records)
+        if self._fail(ctx, [record]):  # no growth on a network whose loss is not finite
+            record["growth_seconds"], record["growth_flops"], growth_seconds = 0.0, 0, 0.0
+        else:
+            growth_seconds = self._grow(ctx, hooks, record, n_records)
+            self._fail(ctx, [r for r in ctx.history.records[n_records:] if r["type"] == "epoch"])
         for key in FLOP_KEYS:  # run totals (saved with the trainer's state): this epoch, integration epochs included
             spent[key] = spent.get(key, 0) + sum(r.get(key, 0) for r in [record, *ctx.history.records[n_records:]]
                                                  if r["type"] == "epoch")
@@ -209,6 +220,19 @@ class Trainer:
             ctx.growth_meter = None
         record["growth_flops"] = meter.total if meter is not None else 0
         return growth_seconds
+
+    def _fail(self, ctx: GrowthContext, records: list[dict]) -> bool:
+        """Stop the run if one of these epoch records has a non-finite training or validation loss."""
+        for record in records:
+            for key, what in (("train_loss", "training"), ("val_loss", "validation")):
+                value = record.get(key)
+                if isinstance(value, float) and not math.isfinite(value):
+                    reason = f"non-finite {what} loss ({value})"
+                    self.failure = {"epoch": int(record["epoch"]), "reason": reason}
+                    log.warning("epoch %d: %s; training stops", record["epoch"], reason)
+                    ctx.request_stop(reason)
+                    return True
+        return False
 
     @staticmethod
     def _call(hooks: list[Hooks], hook: str, ctx, **kwargs) -> list:

@@ -27,7 +27,7 @@ from ..base import GrowthPart
 from ..budget import run_length, scale_epochs, tuned_epochs_setting
 from .edge_statistics import EdgeStatistics
 
-__all__ = ["EpsEdgePruner", "ranked_prunable_edges", "group_edges"]
+__all__ = ["EpsEdgePruner", "ranked_prunable_edges", "group_edges", "compact_if_changed"]
 
 
 @dataclass(eq=False)
@@ -75,14 +75,28 @@ class EpsEdgePruner(GrowthPart):
             events.append(prune_edges(model, edges, optimizer=ctx.optimizer))
         for n in names:
             model.connections[n].provisional = None
-        events.append(compact(model, optimizer=ctx.optimizer))
-        return events
+        return events + compact_if_changed(model, optimizer=ctx.optimizer)
 
     def state_dict(self) -> dict:
         return {"pending": self.pending}
 
     def load_state_dict(self, state: dict) -> None:
         self.pending = [list(p) for p in state.get("pending", [])]
+
+
+def compact_if_changed(model, *, optimizer=None) -> list:
+    """:func:`selfexpand.ops.compact` ``model``; its event in a list when it changed a count (units or
+    edges removed, stored params dropped), else ``[]``, so that no empty compaction is recorded.
+
+    The event's ``details`` gain ``stored_params_before`` / ``stored_params_after``: what compaction
+    is for (the live counts of its event stay put while it drops masked storage)."""
+    stored_before = model.counts()["stored_params"]
+    event = compact(model, optimizer=optimizer)
+    stored_after = model.counts()["stored_params"]
+    if not (event.units_removed or event.edges_removed or stored_after != stored_before):
+        return []
+    event.details.update(stored_params_before=int(stored_before), stored_params_after=int(stored_after))
+    return [event]
 
 
 def _rank_in_group(groups: torch.Tensor) -> torch.Tensor:

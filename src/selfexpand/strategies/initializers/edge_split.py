@@ -9,17 +9,19 @@ A site may also name live edges to prune first (``info["prune"]``, ``{connection
 the selector's ``past_budget`` pays for a split at the budget that way (a departure from
 ALGORITHMS.md §1). They are pruned (:func:`selfexpand.ops.prune_edges`: weights and first moments
 zeroed; the event's ``details["pays_for_split"]`` is true) before the split, and the graph is
-compacted after it (their storage and optimizer state go).
+compacted after it (their storage and optimizer state go; the compaction is recorded when it changed
+something).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...ops import compact, prune_edges, split_edges
+from ...ops import prune_edges, split_edges
 from ...settings import setting
 from ...validators import Choice, Number
 from ..base import Initializer, Site
+from ..helpers.edge_pruning import compact_if_changed
 from ..registry import register_part
 from ..topology import resolve_signed
 
@@ -50,6 +52,6 @@ class EdgeSplitInitializer(Initializer):
             events.append(split_edges(ctx.model, site.edges, eps=self.eps,
                                       signed=resolve_signed(self.signed, ctx, site.edges),
                                       generator=ctx.generator, optimizer=ctx.optimizer))
-            if prune:
-                events.append(compact(ctx.model, optimizer=ctx.optimizer))
+            if prune:  # recorded only when it changed something (no empty compaction events)
+                events += compact_if_changed(ctx.model, optimizer=ctx.optimizer)
         return events
