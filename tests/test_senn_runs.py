@@ -11,7 +11,9 @@ from selfexpand.checkpoint import load_checkpoint
 from selfexpand.graph.rational import RationalActivation
 from selfexpand.runs import RunConfig, resume_run, train_run, twin_config
 
-FAST = {"bursts": 3, "cooldown": 5, "layer_cooldown": 1, "tau": 0.05, "alpha": 1e-5, "optimizer": "natural", "lr": 0.1}
+# grow_until 1: the moons row stops growth at half the run, which a 7-epoch run resumed to 12 would move
+FAST = {"bursts": 3, "cooldown": 5, "layer_cooldown": 1, "tau": 0.05, "alpha": 1e-5, "optimizer": "natural", "lr": 0.1,
+        "grow_until": 1.0}
 
 
 def _epochs(run_dir):
