@@ -31,8 +31,8 @@ def _config_from(args):
         ignored = [f"--{k.replace('_', '-')}" for k in _TRAIN_OPTIONS + ("config", "trigger", "selector", "initializer")
                    if getattr(args, k) is not None] + (["--set"] if args.set else [])
         if ignored:
-            raise UsageError(f"--twin-of reuses the run's own settings; it takes only --out, --threads and "
-                             f"--quiet, got {' '.join(ignored)}")
+            raise UsageError(f"--twin-of reuses the run's own settings; it takes only --out, --threads, "
+                             f"--tensorboard and --quiet, got {' '.join(ignored)}")
         return twin_config(args.twin_of, out=args.out)
     values: dict = {}
     if args.config:
@@ -105,11 +105,20 @@ def _run_dataset(run_dir: str):
 
 
 def _progress(args) -> list:
+    """The CLI's callbacks: the progress bar (unless ``--quiet``) and the TensorBoard logger
+    (``--tensorboard DIR``; a missing ``tensorboard`` package is refused here, before the run starts)."""
+    callbacks = []
+    if getattr(args, "tensorboard", None) is not None:
+        if not str(args.tensorboard).strip():
+            raise UsageError("--tensorboard must name a folder")
+        from .train.tensorboard import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger(args.tensorboard))
     if args.quiet:
-        return []
+        return callbacks
     from .train.progress import ProgressBar
 
-    return [ProgressBar()]
+    return [ProgressBar(), *callbacks]
 
 
 def _print_summary(summary: dict, run_dir) -> None:

@@ -130,6 +130,9 @@ def _add_train(sub) -> None:
     t.add_argument("--threads", type=positive_int, metavar="N",
                    help="torch CPU threads (default: 1 for digits and tables, else torch's own)")
     t.add_argument("--twin-of", metavar="RUN_DIR", help="train the static twin of this finished run")
+    t.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="also log losses, metric, params, FLOPs, widths and growth events to TensorBoard event "
+                        "files in DIR (needs the tensorboard extra; default: none)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -143,6 +146,8 @@ def _add_runs(sub) -> None:
                    help="learning rate from here on, e.g. smaller after a stop at a non-finite loss (default: "
                         "the run's own)")
     r.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: as train)")
+    r.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="log to TensorBoard in DIR (the train run's DIR continues its curves; default: none)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     i = sub.add_parser("inspect", help="architecture, counts and growth events of a run")
     i.add_argument("run_dir")

@@ -12,7 +12,8 @@ method's parts, then on the callbacks, at these moments of an epoch:
 may return growth events here (pruning does); the record is the epoch's history record;
 ``on_grow_end(events=..., reason=...)`` after a growth step changed the network;
 ``on_epoch_end(record=...)`` when the epoch is over (growth included); a callback may add keys to the
-record before the run directory stores it;
+record, which ``history.jsonl`` keeps when the callback runs before the run directory's writer (the
+run's own recorders do; callbacks given to ``train_run`` run after it, so theirs are not stored);
 ``on_train_end`` once, after the last epoch.
 
 To stop a run, call ``ctx.request_stop(reason)``: the request is a flag that only ever turns on.

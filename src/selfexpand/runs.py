@@ -52,7 +52,7 @@ from .twins import twin_model
 from .validators import number, positive_int
 
 __all__ = ["RunConfig", "train_run", "resume_run", "load_run", "predict_file", "twin_config", "compute_twin_config",
-           "CHECKPOINT", "CHECKPOINT_SECONDS"]
+           "check_training", "CHECKPOINT", "CHECKPOINT_SECONDS"]
 
 log = logging.getLogger("selfexpand.runs")
 
@@ -61,7 +61,7 @@ _CKPT_NAME = "checkpoint/last.safetensors"
 _settings = run_settings  # the name earlier code used
 
 
-def _check_training(settings: dict, config: RunConfig) -> None:
+def check_training(settings: dict, config: RunConfig) -> None:
     """Reject what the trainer or optimizer would reject later, before anything is written.
 
     Raises:
@@ -193,7 +193,7 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
         method, method_name = build_method("static", resolve_config("static")), f"{config.method}-twin"
     else:
         method, method_name = build_method(config.method, settings), config.method
-    _check_training(settings, config)
+    check_training(settings, config)
     data = _load_data(config)
     if config.twin_of:
         model = twin_model(config.twin_of, config.seed)

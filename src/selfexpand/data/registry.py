@@ -41,6 +41,7 @@ from .base import TASKS, Dataset, preprocess_features
 
 __all__ = [
     "register_dataset",
+    "assemble_dataset",
     "dataset_names",
     "dataset_options",
     "load_dataset",
@@ -207,7 +208,7 @@ def _to_y(task: str, y: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(y.reshape(len(y), -1)))
 
 
-def _assemble(name: str, parts: tuple, seed: int, val_fraction: float) -> Dataset:
+def assemble_dataset(name: str, parts: tuple, seed: int, val_fraction: float) -> Dataset:
     """Split, standardise and convert a loader's raw output into a ``Dataset``."""
     if not isinstance(parts, tuple) or len(parts) != 5 or not isinstance(parts[4], dict):
         raise ConfigError(f"loader for {name!r} must return (x, y, x_test, y_test, meta), got {type(parts)}")
@@ -387,7 +388,7 @@ def load_dataset(
         if options:
             raise ConfigError(f"dataset options apply to named datasets only, not to a file, got {options!r}")
         parts = load_table(path, target=target, test_file=test_file, task=task)
-        return _assemble(path.stem, parts, seed, val_fraction)
+        return assemble_dataset(path.stem, parts, seed, val_fraction)
     key = str(name_or_path).strip().lower()
     if key not in _REGISTRY:
         raise ConfigError(
@@ -404,7 +405,7 @@ def load_dataset(
     if task is not None and own in TASKS and task != own:
         raise ConfigError(f"dataset {key!r} is a {own} task; task={task!r} (--task) contradicts it "
                           "(task chooses for .csv / .npz files only)")
-    return _assemble(key, parts, seed, val_fraction)
+    return assemble_dataset(key, parts, seed, val_fraction)
 
 
 @register_dataset("digits")

@@ -12,7 +12,7 @@ classification, float ``y`` regression (``y`` may be ``(N, k)`` float for k regr
 ``task=`` (``--task``) overrides the rule: ``"classification"`` makes any target classes (integer
 values, ``7.0`` included, or strings; a number with a fraction is refused with a ``DataError``
 naming the column), ``"regression"`` makes a numeric target regression (text is refused).
-Regression targets are standardised on the training split by ``registry._assemble``
+Regression targets are standardised on the training split by ``registry.assemble_dataset``
 (``meta["standardize_target"]``).
 """
 

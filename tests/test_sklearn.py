@@ -1,0 +1,146 @@
+"""``selfexpand.sklearn``: scikit-learn's own estimator checks, and the estimators in the places users put
+them (pipelines, grid search, clone, pickle), string classes, determinism, regression in the target's
+unit. Fits are tiny (20 epochs on a few hundred rows)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import make_blobs, make_regression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from selfexpand.errors import ConfigError
+from selfexpand.sklearn import GrowingClassifier, GrowingRegressor
+from selfexpand.train.callbacks import Callback
+
+FAST = dict(epochs=20, random_state=0)
+
+
+@parametrize_with_checks([GrowingClassifier(**FAST), GrowingRegressor(**FAST)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    """Every check passes; those needing pandas or SCIPY_ARRAY_API skip themselves when absent."""
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    x, y = make_blobs(300, centers=3, n_features=4, random_state=0)
+    return 50 + 10 * x, np.array(["red", "green", "blue"])[y]  # offset and scaled features, string classes
+
+
+@pytest.fixture(scope="module")
+def fitted(blobs):
+    before = torch.get_num_threads()  # one thread, as conftest gives each test (module fixtures come first)
+    torch.set_num_threads(1)
+    try:
+        return GrowingClassifier(**FAST).fit(*blobs)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_fit_learns_string_classes_and_keeps_its_record(blobs, fitted):
+    x, y = blobs
+    assert list(fitted.classes_) == ["blue", "green", "red"] and fitted.n_features_in_ == 4
+    assert set(fitted.predict(x)) <= set(fitted.classes_) and fitted.predict(x).dtype == y.dtype
+    assert fitted.score(x, y) > 0.9
+    proba = fitted.predict_proba(x)
+    assert proba.shape == (300, 3) and np.allclose(proba.sum(1), 1)
+    assert (fitted.classes_[proba.argmax(1)] == fitted.predict(x)).all()
+    epochs = [r for r in fitted.history_ if r["type"] == "epoch"]
+    assert len(epochs) == 20 and fitted.summary_["epochs"] == 20
+    assert fitted.summary_["params_final"] > fitted.summary_["params_start"]  # it grew
+    assert fitted.summary_["n_train"] == 240 and fitted.summary_["n_val"] == 60  # val_fraction 0.2
+    modules = {type(m).__module__.split(".")[0] for m in fitted.model_.modules()}
+    assert modules <= {"torch"}, modules  # the exported plain network
+
+
+def test_pickle_round_trip_predicts_the_same(blobs, fitted):
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(again.predict_proba(blobs[0]), fitted.predict_proba(blobs[0]))
+    assert again.history_ == fitted.history_
+
+
+def test_the_same_random_state_gives_the_same_fit(blobs, fitted):
+    again = GrowingClassifier(**FAST).fit(*blobs)
+    np.testing.assert_array_equal(again.predict_proba(blobs[0]), fitted.predict_proba(blobs[0]))
+    assert [r.get("params") for r in again.history_] == [r.get("params") for r in fitted.history_]
+    other = GrowingClassifier(epochs=20, random_state=1).fit(*blobs)
+    assert not np.array_equal(other.predict_proba(blobs[0]), fitted.predict_proba(blobs[0]))
+
+
+def test_clone_and_set_params(blobs, fitted):
+    copy = clone(fitted)
+    assert copy.get_params() == fitted.get_params() and not hasattr(copy, "model_")
+    copy.set_params(epochs=3, hidden=(5,), settings={"tau": 0.5})
+    copy.fit(*blobs)
+    assert copy.summary_["epochs"] == 3 and copy.summary_["settings"]["tau"] == 0.5
+    assert copy.summary_["params_start"] == 4 * 5 + 5 + 5 * 3 + 3  # the hidden=(5,) start network
+    assert copy.settings == {"tau": 0.5}  # stored untouched
+
+
+def test_in_a_pipeline_with_a_scaler(blobs, fitted):
+    pipe = make_pipeline(StandardScaler(), GrowingClassifier(**FAST)).fit(*blobs)
+    assert pipe.score(*blobs) > 0.9
+    # standardisation is inside: a scaler in front changes the input only by float rounding
+    np.testing.assert_allclose(pipe.predict_proba(blobs[0]), fitted.predict_proba(blobs[0]), atol=1e-4)
+
+
+def test_grid_search_over_epochs(blobs):
+    search = GridSearchCV(GrowingClassifier(random_state=0), {"epochs": [1, 10]}, cv=2).fit(*blobs)
+    assert search.best_params_ == {"epochs": 10}
+    assert search.best_estimator_.summary_["epochs"] == 10
+
+
+def test_callbacks_are_called(blobs):
+    class Count(Callback):
+        def __init__(self):
+            self.epochs = 0
+
+        def on_epoch_end(self, ctx, record, **kwargs):
+            self.epochs += 1
+
+    counter = Count()
+    GrowingClassifier(epochs=3, random_state=0, callbacks=[counter]).fit(*blobs)
+    assert counter.epochs == 3
+
+
+def test_the_regressor_predicts_in_the_targets_unit():
+    x, y = make_regression(200, 5, noise=1.0, random_state=0)
+    y = 1000 + 5 * y  # far from standardised
+    reg = GrowingRegressor(**FAST).fit(x, y)
+    assert reg.predict(x).shape == (200,) and reg.score(x, y) > 0.9 and reg.n_outputs_ == 1
+    assert abs(reg.predict(x).mean() - 1000) < 100
+    two = GrowingRegressor(**FAST).fit(x, np.column_stack([y, -y]))
+    assert two.predict(x).shape == (200, 2) and two.n_outputs_ == 2 and two.score(x, np.column_stack([y, -y])) > 0.9
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(method="no-such-method"), "no-such-method"),
+    (dict(settings={"no_such_setting": 1}), "no_such_setting"),
+    (dict(settings={"tau": 2.0}), "tau"),
+    (dict(epochs=0), "epochs must be an integer >= 1"),
+    (dict(val_fraction=1.5), r"val_fraction must be a number in \(0, 1\)"),
+    (dict(hidden=(0,)), "hidden"),
+])
+def test_bad_settings_are_refused_at_fit(blobs, params, match):
+    with pytest.raises(ConfigError, match=match):
+        GrowingClassifier(**params).fit(*blobs)
+
+
+def test_a_single_class_is_refused(blobs):
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        GrowingClassifier(**FAST).fit(blobs[0], np.array(["red"] * 300))
+
+
+def test_feature_names_of_a_dataframe(blobs):
+    pd = pytest.importorskip("pandas", reason="pandas is not installed (feature_names_in_ needs a DataFrame)")
+    frame = pd.DataFrame(blobs[0], columns=["a", "b", "c", "d"])
+    model = GrowingClassifier(epochs=2, random_state=0).fit(frame, blobs[1])
+    assert list(model.feature_names_in_) == ["a", "b", "c", "d"]
