@@ -31,6 +31,7 @@ from selfexpand.graph import (
     RationalActivation,
     front_for,
 )
+from selfexpand.graph.conv import spatial_sizes
 from selfexpand.graph.plain import foreign_modules, is_plain
 
 TOL = dict(rtol=0.0, atol=1e-5)
@@ -94,8 +95,41 @@ def senn():
     return net, torch.randn(16, 5, generator=_gen(3))
 
 
+def conv_chain():
+    """A grown CNN (issue #24): channels added and split, batch-norm statistics moved from their start."""
+    net = GrowableNet.cnn((3, 8, 8), [4, 5], [6], 3, seed=4)
+    ops.add_channels(net, "h1", 2, generator=_gen(4))
+    ops.split_channels(net, "h2", [0, 3])
+    with torch.no_grad():
+        for k in range(3):
+            net(torch.randn(8, 3, 8, 8, generator=_gen(40 + k)) * 2 + 1)
+    return net.eval(), torch.randn(16, 3, 8, 8, generator=_gen(4))
+
+
+def conv_skip():
+    """A conv graph with a 1x1 skip reading a channel subset and writing a subset, an avg-pooled layer,
+    an identity conv layer inserted (signed), and a second flatten reader of an early layer."""
+    gen = _gen(5)
+    net = GrowableNet(2, 3, input_shape=(2, 6, 6))
+    net.next_id = 3  # the names h1, h2 below are taken
+    net.add_layer("h1", GrowableNet.cnn((2, 6, 6), [3], seed=5).layers["h1"], before="output")
+    net.add_layer("h2", GrowableNet.cnn((2, 6, 6), [4], pool="avg", seed=5).layers["h1"], before="output")
+    net.add_connection("input", "h1", torch.randn(3, 2, 3, 3, generator=gen), padding=1)
+    net.add_connection("h1", "h2", torch.randn(4, 3, 3, 3, generator=gen), padding=1)
+    net.add_connection("input", "h2", torch.randn(2, 1, 1, 1, generator=gen), in_index=torch.tensor([1]),
+                       out_index=torch.tensor([0, 2]), stride=2)
+    net.add_connection("h2", "output", torch.randn(3, 4 * 1, generator=gen))
+    net.add_connection("h1", "output", torch.randn(3, 2 * 9, generator=gen), in_index=torch.tensor([0, 2]))
+    spatial_sizes(net, strict=True)
+    ops.insert_conv_layer(net, "h1_to_h2", activation="relu", batch_norm=True)
+    with torch.no_grad():
+        net(torch.randn(8, 2, 6, 6, generator=gen))  # batch-norm statistics move (training mode)
+    return net.eval(), torch.randn(16, 2, 6, 6, generator=_gen(5))
+
+
 CASES = {"chain": (chain, nn.Sequential), "edge-expanded": (edge_expanded, ExportedGraph),
-         "front": (with_front, nn.Sequential), "senn": (senn, nn.Sequential)}
+         "front": (with_front, nn.Sequential), "senn": (senn, nn.Sequential),
+         "conv-chain": (conv_chain, nn.Sequential), "conv-skip": (conv_skip, ExportedGraph)}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The growable network: layers, connections, activations, unit modulators, spec, counts, export."""
 
 from .activations import make_activation, register_activation
+from .conv import ConvConnection, ConvLayer
 from .export import ExportedGraph
 from .fronts import ConvFront, front_for  # registers the fronts conv and conv-small
 from .modulators import GateModulator, UnitModulator, register_modulator
@@ -13,5 +14,5 @@ from .spec import register_front
 __all__ = [
     "GrowableNet", "Layer", "Connection", "UnitModulator", "GateModulator", "ExportedGraph",
     "make_activation", "register_activation", "register_modulator", "register_front",
-    "ConvFront", "front_for", "RationalActivation", "SizeWeightModulator", "ControllerMaskModulator",
+    "ConvFront", "front_for", "ConvLayer", "ConvConnection", "RationalActivation", "SizeWeightModulator", "ControllerMaskModulator",
 ]

@@ -6,6 +6,11 @@
 - ``stored_params``: what memory holds for the graph: every weight entry (masked included), every bias,
   every activation coefficient.
 - ``front_params``: the fixed front's parameters. ``control_params``: modulator parameters.
+
+Conv layers (``graph.conv``): a channel is a unit; every entry of a kernel ``(n_out, n_in, kh, kw)`` is
+a weight; a dense connection reading a feature map has one column per channel and position; a batch
+norm's affine weight and bias count in ``params`` and ``stored_params`` (its running statistics are
+buffers, not parameters).
 """
 
 from __future__ import annotations
@@ -30,10 +35,17 @@ def count_params(net) -> dict[str, int]:
     for conn in net.connections.values():
         rows = live[conn.target][conn.target_units(net.layers[conn.target].size)]
         cols = live[conn.source][conn.source_units(net.layers[conn.source].size)]
+        per_entry = 1  # a kernel's area (a conv connection)
+        if conn.weight.dim() == 4:
+            per_entry = conn.weight.shape[2] * conn.weight.shape[3]
+        elif conn.shape[1] != cols.numel():  # the flatten boundary: a column per channel and position
+            cols = cols.repeat_interleave(conn.shape[1] // max(cols.numel(), 1))
         if conn.mask is None:
-            weights_active += int(rows.sum()) * int(cols.sum())
+            weights_active += int(rows.sum()) * int(cols.sum()) * per_entry
         else:
-            weights_active += int((conn.live() & rows[:, None] & cols[None, :]).sum())
+            extra = (1,) * (conn.weight.dim() - 2)
+            live_entries = conn.live() & rows.view(-1, 1, *extra) & cols.view(1, -1, *extra)
+            weights_active += int(live_entries.sum())
         stored += conn.weight.numel()
     biases = activations = 0
     for name, layer in net.layers.items():
@@ -42,6 +54,10 @@ def count_params(net) -> dict[str, int]:
         biases += int(live[name].sum())
         stored += layer.bias.numel()
         activations += _numel(layer.activation)
+        norm = getattr(layer, "norm", None)
+        if norm is not None:  # a conv layer's batch norm: affine weight and bias per channel
+            biases += 2 * int(live[name].sum())
+            stored += _numel(norm)
     stored += activations
     return {
         "params": weights_active + biases + activations,

@@ -18,6 +18,12 @@ The result is
   its connections' ``linear(x_source.index_select(1, in))``, added at ``out`` with ``index_add``.
   ``exported.meta["widths"]`` maps every layer of the graph to its exported width (0: dropped).
 
+Conv graphs (``graph.conv``): a conv connection becomes an ``nn.Conv2d`` (its stride and padding,
+the layer's bias when it is the first connection writing every channel), a conv layer's batch norm a
+copy of its ``nn.BatchNorm2d`` (``norm.<layer>``), its pooling an ``nn.MaxPool2d`` / ``nn.AvgPool2d``
+(``pool.<layer>``); a dense layer reading a feature map reads ``flatten(1)`` of its selected channels.
+A conv chain exports as ``Conv2d, [BatchNorm2d], activation, [pool], ..., Flatten, Linear, ...``.
+
 Either one is saved with ``torch.save`` and loaded with ``torch.load(path, weights_only=False)``
 where selfexpand is not installed, and works with ``torch.jit.script``, ``torch.export.export`` and
 ``torch.onnx.export(..., dynamo=True)``.
@@ -25,6 +31,7 @@ where selfexpand is not installed, and works with ``torch.jit.script``, ``torch.
 
 from __future__ import annotations
 
+import copy
 import operator
 
 import torch
@@ -32,6 +39,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..errors import ConfigError
+from .conv import ConvConnection, ConvLayer, is_spatial
 from .plain import plain_module
 
 __all__ = ["export_graph", "ExportedGraph"]
@@ -77,14 +85,18 @@ def export_graph(net) -> nn.Module:
         if conn.target == net.output_name and factor[conn.target] is not None:
             w = w * factor[conn.target].detach()[rows][:, None]
         col_keep = keep[conn.source][cols]
+        w_col_keep = col_keep
+        if w.dim() == 2 and w.shape[1] != cols.numel():  # the flatten boundary: channels x positions
+            w_col_keep = col_keep.repeat_interleave(w.shape[1] // cols.numel())
         row_keep = keep[conn.target][rows]
-        w = w[row_keep][:, col_keep]
+        w = w[row_keep][:, w_col_keep]
         if w.numel() == 0:
             continue
         # a connection that read (wrote) all units still does: dropped units leave the layer too
         in_idx = None if conn.in_index is None else new_pos[conn.source][cols[col_keep]]
         out_idx = None if conn.out_index is None else new_pos[conn.target][rows[row_keep]]
-        edges.append((conn_name, conn.source, conn.target, w, in_idx, out_idx))
+        geometry = (conn.stride, conn.padding) if isinstance(conn, ConvConnection) else None
+        edges.append((conn_name, conn.source, conn.target, w, in_idx, out_idx, geometry))
     if factor[net.output_name] is not None:
         biases[net.output_name] *= factor[net.output_name].detach()
     for n in net.order[1:]:
@@ -109,13 +121,43 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return linear
 
 
+def _conv(weight: torch.Tensor, bias: torch.Tensor | None, geometry) -> nn.Conv2d:
+    stride, padding = geometry
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), stride, padding,
+                     bias=bias is not None, device=weight.device, dtype=weight.dtype)
+    conv.weight.copy_(weight)
+    if bias is not None:
+        conv.bias.copy_(bias)
+    return conv
+
+
+def _after_sum(layer) -> list[tuple[str, nn.Module]]:
+    """A conv layer's batch norm and pooling as plain modules (the activation comes between)."""
+    norm = [] if getattr(layer, "norm", None) is None else [("norm", copy.deepcopy(layer.norm))]
+    pool = getattr(layer, "pool", None)
+    pool = [] if pool is None else [("pool", (nn.MaxPool2d if pool == "max" else nn.AvgPool2d)(layer.pool_size))]
+    return norm, pool
+
+
 def _sequential(net, edges, biases, activations, front) -> nn.Sequential:
     by_target = {e[2]: e for e in edges}
-    modules: list[nn.Module] = [front, nn.Flatten()] if front is not None else [nn.Flatten()]
+    spatial = is_spatial(net, net.input_name)
+    modules: list[nn.Module] = [] if spatial else [front, nn.Flatten()] if front is not None else [nn.Flatten()]
     for name in net.order[1:]:
-        modules.append(_linear(by_target[name][3], biases[name]))
+        edge = by_target[name]
+        if isinstance(net.layers[name], ConvLayer):
+            norm, pool = _after_sum(net.layers[name])
+            modules.append(_conv(edge[3], biases[name], edge[6]))
+            modules.extend(m for _, m in norm)
+        else:
+            if spatial:
+                modules.append(nn.Flatten())
+                spatial = False
+            modules.append(_linear(edge[3], biases[name]))
+            pool = []
         if not isinstance(activations[name], nn.Identity):
             modules.append(activations[name])
+        modules.extend(m for _, m in pool)
     return nn.Sequential(*modules)
 
 
@@ -127,7 +169,8 @@ def _graph_module(net, edges, biases, activations, front, keep) -> fx.GraphModul
     if front is not None:
         attrs["front"] = front
         x = graph.call_module("front", (x,))
-    x = graph.call_method("flatten", (x, 1))
+    if not is_spatial(net, net.input_name):
+        x = graph.call_method("flatten", (x, 1))
     values = {net.input_name: x}
     for name in net.order[1:]:
         if not bool(keep[name].any()):
@@ -136,33 +179,55 @@ def _graph_module(net, edges, biases, activations, front, keep) -> fx.GraphModul
         full = [e for e in edges if e[2] == name and e[5] is None]  # first: the first holds the bias
         incoming = full + [e for e in edges if e[2] == name and e[5] is not None]
         pre = None
-        for k, (conn_name, source, _, weight, in_idx, out_idx) in enumerate(incoming):
+        conv = isinstance(net.layers[name], ConvLayer)
+        for k, (conn_name, source, _, weight, in_idx, out_idx, geometry) in enumerate(incoming):
             key = _target(conn_name, k, f"{layer_key}_c")
             src = values[source]
             if in_idx is not None:
                 attrs[f"index.{key}_in"] = in_idx
                 src = graph.call_method("index_select", (src, 1, graph.get_attr(f"index.{key}_in")))
+            if not conv and is_spatial(net, source):
+                src = graph.call_method("flatten", (src, 1))
             with_bias = bool(full) and full[0][0] == conn_name
-            attrs[f"linear.{key}"] = _linear(weight, biases[name] if with_bias else None)
-            y = graph.call_module(f"linear.{key}", (src,))
+            bias = biases[name] if with_bias else None
+            kind = "conv" if conv else "linear"
+            attrs[f"{kind}.{key}"] = _conv(weight, bias, geometry) if conv else _linear(weight, bias)
+            y = graph.call_module(f"{kind}.{key}", (src,))
             if out_idx is None:
                 pre = y if pre is None else graph.call_function(operator.add, (pre, y))
                 continue
             if pre is None:
-                pre = _bias_rows(graph, attrs, layer_key, biases[name], values[net.input_name])
+                pre = _bias_base(graph, attrs, layer_key, biases[name], values[net.input_name], y, conv)
             attrs[f"index.{key}_out"] = out_idx
             pre = graph.call_method("index_add", (pre, 1, graph.get_attr(f"index.{key}_out"), y))
         if pre is None:
             pre = _bias_rows(graph, attrs, layer_key, biases[name], values[net.input_name])
+        norm, pool = _after_sum(net.layers[name])
+        for label, module in norm:
+            attrs[f"{label}.{layer_key}"] = module
+            pre = graph.call_module(f"{label}.{layer_key}", (pre,))
         if not isinstance(activations[name], nn.Identity):
             attrs[f"act.{layer_key}"] = activations[name]
             pre = graph.call_module(f"act.{layer_key}", (pre,))
+        for label, module in pool:
+            attrs[f"{label}.{layer_key}"] = module
+            pre = graph.call_module(f"{label}.{layer_key}", (pre,))
         values[name] = pre
     graph.output(values[net.output_name])
     graph.lint()
     exported = fx.GraphModule(attrs, graph, "ExportedGraph")
     exported.meta["widths"] = {n: int(keep[n].sum()) for n in net.order}
     return exported
+
+
+def _bias_base(graph, attrs, layer_key, bias, x, y, conv):
+    """The base that ``index_add`` writes into: the bias broadcast to ``(batch, n)``, or for a conv
+    layer to ``(batch, C, H, W)`` with ``H, W`` those of the contribution ``y``."""
+    if not conv:
+        return _bias_rows(graph, attrs, layer_key, bias, x)
+    attrs[f"bias.{layer_key}"] = nn.Parameter(bias.clone().view(1, -1, 1, 1))
+    n, h, w = (graph.call_method("size", (y, d)) for d in (0, 2, 3))
+    return graph.call_method("expand", (graph.get_attr(f"bias.{layer_key}"), n, -1, h, w))
 
 
 def _bias_rows(graph, attrs, layer_key, bias, x):

@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..validators import integer_list, positive_int
+from .conv import ConvConnection, ConvLayer, conv_layer_forward
 from .counts import count_params
 from .export import export_graph
 from .parts import Connection, Layer
@@ -34,13 +36,21 @@ class GrowableNet(nn.Module):
         output_size: number of output units (logits or regression targets).
         front: optional fixed-architecture module whose output (flattened) is the input layer.
         front_spec: plain JSON naming the front (see ``graph.spec.register_front``), for checkpoints.
+        input_shape: ``(C, H, W)`` for an image input whose units are its ``C`` channels (then
+            ``input_size == C``, no front; see ``graph.conv``); None (default): a flat input.
     """
 
     def __init__(self, input_size: int, output_size: int, *, front: nn.Module | None = None,
-                 front_spec: dict | None = None):
+                 front_spec: dict | None = None, input_shape: Sequence[int] | None = None):
         super().__init__()
         positive_int("input_size", input_size)
         positive_int("output_size", output_size)
+        if input_shape is not None:
+            input_shape = tuple(integer_list("input_shape", input_shape, 1, min_length=3))
+            if len(input_shape) != 3 or input_shape[0] != input_size or front is not None:
+                raise ConfigError(f"input_shape must be (C, H, W) with C = input_size={input_size} and no "
+                                  f"front, got input_shape={input_shape}")
+        self.input_shape = input_shape
         self.front = front
         self.front_spec = front_spec
         self.layers = nn.ModuleDict()
@@ -78,6 +88,15 @@ class GrowableNet(nn.Module):
                 net.layers[name].bias.copy_(_uniform((net.layers[name].size,), bound, gen))
         return net
 
+    @classmethod
+    def cnn(cls, input_shape: Sequence[int], conv: Sequence[int], hidden: Sequence[int] = (),
+            output: int = 10, *, kernel: int = 3, batch_norm: bool = True, pool: str | None = "max",
+            activation: str = "relu", seed: int | None = None) -> "GrowableNet":
+        """A conv chain then a dense chain; see :func:`selfexpand.graph.conv_build.build_cnn`."""
+        from .conv_build import build_cnn
+        return build_cnn(cls, input_shape, conv, hidden, output, kernel=kernel, batch_norm=batch_norm,
+                         pool=pool, activation=activation, seed=seed)
+
     def new_layer_name(self) -> str:
         name = f"h{self.next_id}"
         self.next_id += 1
@@ -90,13 +109,15 @@ class GrowableNet(nn.Module):
         self.invalidate()
 
     def add_connection(self, source: str, target: str, weight: torch.Tensor, **kw) -> str:
-        """Register a connection ``source -> target`` and return its name."""
+        """Register a connection ``source -> target`` and return its name: a :class:`ConvConnection`
+        (keywords ``stride``, ``padding``) for a 4-D weight, else a dense one."""
         base = name = f"{source}_to_{target}"
         k = 1
         while name in self.connections:
             k += 1
             name = f"{base}_{k}"
-        self.connections[name] = Connection(source, target, weight, **kw)
+        kind = ConvConnection if weight.dim() == 4 else Connection
+        self.connections[name] = kind(source, target, weight, **kw)
         self.invalidate()
         return name
 
@@ -136,7 +157,8 @@ class GrowableNet(nn.Module):
     def _build_plan(self) -> list:
         plan = []
         for name in self.order[1:]:
-            plan.append((name, self.layers[name], self.incoming(name)))
+            layer = self.layers[name]
+            plan.append((name, layer, self.incoming(name), isinstance(layer, ConvLayer)))
         return plan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,13 +177,19 @@ class GrowableNet(nn.Module):
         """The forward loop shared by :meth:`forward` and :meth:`layer_outputs`."""
         if self.front is not None:
             x = self.front(x)
-        if x.dim() > 2:
+        if x.dim() > 2 and self.input_shape is None:
             x = x.flatten(1)
         acts = {self.input_name: x}
-        for name, layer, incoming in self._plan:
+        for name, layer, incoming, conv in self._plan:
+            if conv:
+                acts[name] = conv_layer_forward(layer, incoming, acts)
+                continue
             if len(incoming) == 1 and incoming[0].in_index is None and incoming[0].out_index is None:
                 conn = incoming[0]
-                pre = F.linear(acts[conn.source], conn.effective_weight(), layer.bias)
+                source = acts[conn.source]
+                if source.dim() > 2:  # the flatten boundary: channel-major, as nn.Flatten on NCHW
+                    source = source.flatten(1)
+                pre = F.linear(source, conn.effective_weight(), layer.bias)
             else:
                 pre = layer.bias.expand(x.shape[0], -1)
                 for conn in incoming:

@@ -129,9 +129,12 @@ class Connection(nn.Module):
         return self.out_index
 
     def contribution(self, x_source: torch.Tensor) -> torch.Tensor:
-        """``x_source[:, in_index] @ (W * M).T`` of shape ``(batch, n_rows)``."""
+        """``x_source[:, in_index] @ (W * M).T`` of shape ``(batch, n_rows)``; a feature-map source
+        ``(batch, C, H, W)`` is read as its selected channels flattened channel-major (``graph.conv``)."""
         if self.in_index is not None:
             x_source = x_source.index_select(1, self.in_index)
+        if x_source.dim() > 2:
+            x_source = x_source.flatten(1)
         return F.linear(x_source, self.effective_weight())
 
     def extra_repr(self) -> str:

@@ -4,6 +4,11 @@ The spec holds the structure (layers in topological order, their sizes, activati
 and whether they carry ``grown`` marks, an absent key meaning not, as in older specs; the connections
 with their shapes and whether they carry an index or a mask; the front by name); the state dict holds
 every tensor (weights, biases, masks, index buffers, grown marks). This pair is the checkpoint format.
+
+Conv graphs (``graph.conv``) add three keys, absent from dense specs: ``input_shape`` (``[C, H, W]``),
+a conv layer's ``conv`` (``batch_norm``, ``pool``, ``pool_size``, ``eps``, ``momentum``; its batch-norm
+statistics are in the state dict), a conv connection's ``stride`` and ``padding`` (its shape is 4-D), and
+a dense connection reading a subset of a feature map's channels its ``channels_read``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .activations import activation_name, make_activation
+from .conv import ConvConnection, ConvLayer
 from .modulators import make_modulator
 from .parts import Connection, Layer
 
@@ -49,9 +55,12 @@ def graph_spec(net) -> dict:
             entry["activation"] = activation_name(layer.activation)
             entry["modulator"] = None if layer.modulator is None else layer.modulator.spec()
             entry["grown"] = layer.grown is not None
+            if isinstance(layer, ConvLayer):
+                entry["conv"] = layer.conv_spec()
         layers[name] = entry
-    connections = {
-        name: {
+    connections = {}
+    for name, c in net.connections.items():
+        connections[name] = {
             "source": c.source,
             "target": c.target,
             "shape": list(c.shape),
@@ -60,9 +69,13 @@ def graph_spec(net) -> dict:
             "masked": c.mask is not None,
             "provisional": c.provisional is not None,
         }
-        for name, c in net.connections.items()
-    }
+        if isinstance(c, ConvConnection):
+            connections[name].update(stride=c.stride, padding=c.padding)
+        elif c.in_index is not None and c.in_index.numel() != c.shape[1]:  # channels across a flatten
+            connections[name]["channels_read"] = int(c.in_index.numel())
+    extra = {} if getattr(net, "input_shape", None) is None else {"input_shape": list(net.input_shape)}
     return {
+        **extra,
         "format": SPEC_FORMAT,
         "order": list(net.order),
         "input": net.input_name,
@@ -88,7 +101,7 @@ def graph_from_spec(spec: dict, state_dict: dict | None, graph_class):
         inp, out = spec["input"], spec["output"]
         front = make_front(spec["front"]) if spec.get("front") else None
         net = graph_class(int(layers[inp]["size"]), int(layers[out]["size"]), front=front,
-                          front_spec=spec.get("front"))
+                          front_spec=spec.get("front"), input_shape=spec.get("input_shape"))
         net.layers[out] = _layer(layers[out])
         for name in order:
             if name not in (inp, out):
@@ -98,14 +111,17 @@ def graph_from_spec(spec: dict, state_dict: dict | None, graph_class):
         for name, c in spec["connections"].items():
             if c["source"] not in layers or c["target"] not in layers:
                 raise ConfigError(f"connection {name!r} joins unknown layers {c['source']!r} -> {c['target']!r}")
-            rows, cols = (int(v) for v in c["shape"])
-            idx = torch.zeros(cols, dtype=torch.long) if c["in_index"] else None
+            shape = [int(v) for v in c["shape"]]
+            rows, cols = shape[:2]
+            idx = torch.zeros(int(c.get("channels_read", cols)), dtype=torch.long) if c["in_index"] else None
             oidx = torch.zeros(rows, dtype=torch.long) if c["out_index"] else None
-            mask = torch.ones(rows, cols) if c["masked"] else None
-            prov = torch.zeros(rows, cols, dtype=torch.bool) if c.get("provisional") else None
-            net.connections[name] = Connection(c["source"], c["target"], torch.zeros(rows, cols),
-                                               in_index=idx, out_index=oidx, mask=mask,
-                                               provisional=prov)
+            mask = torch.ones(shape) if c["masked"] else None
+            prov = torch.zeros(shape, dtype=torch.bool) if c.get("provisional") else None
+            kw = dict(in_index=idx, out_index=oidx, mask=mask, provisional=prov)
+            if "stride" in c:
+                kw.update(stride=int(c["stride"]), padding=int(c["padding"]))
+            kind = ConvConnection if len(shape) == 4 else Connection
+            net.connections[name] = kind(c["source"], c["target"], torch.zeros(shape), **kw)
         net.next_id = int(spec["next_id"])
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
@@ -120,8 +136,14 @@ def graph_from_spec(spec: dict, state_dict: dict | None, graph_class):
 def _layer(entry: dict) -> Layer:
     size = int(entry["size"])
     mod = entry.get("modulator")
-    layer = Layer(size, make_activation(entry["activation"]),
-                  modulator=None if mod is None else make_modulator(mod, size))
+    conv = entry.get("conv")
+    if conv is not None:
+        norm = {} if not conv["batch_norm"] else {"eps": float(conv["eps"]), "momentum": conv["momentum"]}
+        layer = ConvLayer(size, make_activation(entry["activation"]), batch_norm=bool(conv["batch_norm"]),
+                          pool=conv["pool"], pool_size=int(conv["pool_size"]), **norm)
+    else:
+        layer = Layer(size, make_activation(entry["activation"]),
+                      modulator=None if mod is None else make_modulator(mod, size))
     if entry.get("grown", False):  # a placeholder; the state dict brings the marks
         layer.grown = torch.zeros(size, dtype=torch.bool)
     return layer

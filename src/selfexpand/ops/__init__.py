@@ -12,10 +12,18 @@ function (each docstring states its default):
 - ``split_edges(net, edges, optimizer=opt)``: paths of weights 1 and ``w``, eps edges ``U[0, 1e-8)``
   (exact for non-negative parents; ``signed=True`` for any sign).
 
+On conv layers (``graph.conv``): ``add_channels`` (``add_units`` on a conv layer: ``nn.Conv2d``'s
+Kaiming-uniform incoming kernels, zero outgoing kernels and flatten columns, new batch-norm channels at
+weight 1, bias 0, mean 0, variance 1), ``remove_channels``, ``split_channels`` (Net2Net wider;
+``split_units`` on a conv layer) and ``insert_conv_layer`` (identity kernels; see its module for batch
+norm in training mode).
+
 ``remove_units``, ``prune_edges`` and ``compact`` take no values.
 """
 
+from .channels import add_channels, remove_channels, split_channels
 from .compact import compact
+from .conv_layers import identity_conv_values, insert_conv_layer
 from .edges import prune_edges, split_edges
 from .event import GrowthEvent
 from .layers import identity_layer_values, insert_identity_layer, insert_layer
@@ -26,4 +34,5 @@ from .units import add_units, remove_units
 __all__ = [
     "GrowthEvent", "add_units", "remove_units", "insert_layer", "insert_identity_layer",
     "identity_layer_values", "split_edges", "prune_edges", "compact", "carry_state", "split_units",
+    "add_channels", "remove_channels", "split_channels", "insert_conv_layer", "identity_conv_values",
 ]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .event import GrowthEvent
-from .optimizer_state import carry_state
+from .optimizer_state import carry_state, resize_like
 
 __all__ = ["Edit", "arange_with_new"]
 
@@ -60,6 +60,22 @@ class Edit:
             old = before.get(name)
             if old is not None and new is not old:
                 self.replaced.append((old, new, (sources,)))
+
+    def resize_norm(self, layer, index: torch.Tensor) -> None:
+        """Resize a conv layer's batch norm to channels ``index`` (old channel per new one, -1: new).
+
+        Affine weight and bias are replaced (optimizer state carried); a new channel gets weight 1,
+        bias 0, running mean 0, running variance 1 (``nn.BatchNorm2d``'s start); old channels keep
+        their values and statistics exactly. Nothing happens for a layer without batch norm."""
+        norm = getattr(layer, "norm", None)
+        if norm is None:
+            return
+        index = index.to(norm.weight.device)
+        for attr, fill in (("weight", 1.0), ("bias", 0.0)):
+            self.replace(norm, attr, resize_like(getattr(norm, attr).detach(), (index,), fill), (index,))
+        norm.running_mean = resize_like(norm.running_mean, (index,), 0.0)
+        norm.running_var = resize_like(norm.running_var, (index,), 1.0)
+        norm.num_features = int(index.numel())
 
     @staticmethod
     def resize_grown(layer, keep: torch.Tensor, n_new: int) -> None:

@@ -14,8 +14,10 @@ from __future__ import annotations
 import torch
 
 from ..errors import GrowthError
+from ..graph.conv import ConvLayer
 from ..validators import number
-from .checks import require_hidden
+from .channels import split_channels
+from .checks import require_hidden, split_sources
 from .connection_edit import resize_connection
 from .edit import Edit, arange_with_new
 from .event import GrowthEvent
@@ -40,16 +42,12 @@ def split_units(net, layer: str, sources, *, noise: float = 0.0, generator: torc
     """
     require_hidden(net, layer)
     target = net.layers[layer]
-    sources = torch.as_tensor(sources, dtype=torch.long).flatten()
-    if sources.numel() == 0 or bool((sources < 0).any() | (sources >= target.size).any()):
-        raise GrowthError(f"sources must be 1 or more unit indices in [0, {target.size}) of layer {layer!r}, "
-                          f"got sources={sources.tolist()}")
+    if isinstance(target, ConvLayer):  # channels: kernels, batch norm, flatten columns
+        return split_channels(net, layer, sources, noise=noise, generator=generator, optimizer=optimizer)
+    sources = split_sources(net, layer, target.size, sources, "units")
     noise = number("noise", noise, 0)
     if target.modulator is not None:
         raise GrowthError(f"layer {layer!r} has a unit modulator; copying its units would not preserve the function")
-    partial = [n for n, c in net.connections.items() if c.target == layer and c.out_index is not None]
-    if partial:
-        raise GrowthError(f"layer {layer!r} is written in part by {partial}; a copy would miss that input")
     ins = {n: c for n, c in net.connections.items() if c.target == layer}
     outs = {n: c for n, c in net.connections.items() if c.source == layer and c.in_index is None}
     device, k, old = target.bias.device, sources.numel(), target.size

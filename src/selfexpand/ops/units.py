@@ -13,7 +13,9 @@ import math
 import torch
 
 from ..errors import GrowthError
+from ..graph.conv import ConvLayer
 from ..validators import positive_int
+from .channel_add import add_channels
 from .checks import require_hidden, require_tensor
 from .connection_edit import resize_connection
 from .edit import Edit, arange_with_new
@@ -38,12 +40,16 @@ def add_units(net, layer: str, n: int, *, incoming: dict[str, torch.Tensor] | No
         bias: ``(n,)``, default zeros.
         generator: for the default incoming values (on the CPU).
 
-    A dict given for ``incoming`` or ``outgoing`` must name exactly those connections.
+    A dict given for ``incoming`` or ``outgoing`` must name exactly those connections. On a conv
+    layer this is :func:`selfexpand.ops.add_channels` (4-D kernels, batch norm, flatten columns).
 
     Raises:
         GrowthError / ConfigError: unknown layer, a missing or extra connection, a wrong shape.
     """
     require_hidden(net, layer)
+    if isinstance(net.layers[layer], ConvLayer):  # channels: kernels, batch norm, flatten columns
+        return add_channels(net, layer, n, incoming=incoming, bias=bias, outgoing=outgoing,
+                            optimizer=optimizer, generator=generator)
     positive_int("n", n)
     ins = {name: c for name, c in net.connections.items() if c.target == layer and c.out_index is None}
     outs = {name: c for name, c in net.connections.items() if c.source == layer and c.in_index is None}
@@ -88,6 +94,9 @@ def _kaiming_rows(ins: dict, n: int, generator) -> dict[str, torch.Tensor]:
 
 def remove_units(net, layer: str, units, *, optimizer=None) -> GrowthEvent:
     """Remove ``units`` (indices) from hidden ``layer`` with their incoming and outgoing edges.
+
+    On a conv layer the units are channels: their kernels, the columns of their positions in a dense
+    reader (the flatten boundary), their bias and batch-norm entries go (``ops.remove_channels``).
 
     Raises:
         GrowthError: unknown layer, an index out of range or repeated, or no unit left.
@@ -135,9 +144,11 @@ def drop_units(edit: Edit, net, layer: str, keep: torch.Tensor) -> int:
                 out_index = new_pos[out_index[row_keep]]
         if c.source == layer:
             col_keep = keep[c.source_units(keep.numel())]
-            cols = cols[col_keep]
             if in_index is not None:
                 in_index = new_pos[in_index[col_keep]]
+            if c.weight.dim() == 2 and c.shape[1] != col_keep.numel():  # flatten boundary: a column per position
+                col_keep = col_keep.repeat_interleave(c.shape[1] // col_keep.numel())
+            cols = cols[col_keep]
         live = c.live()
         removed_edges += int(live.sum()) - int(live[rows][:, cols].sum())
         if rows.numel() == 0 or cols.numel() == 0:
@@ -147,6 +158,7 @@ def drop_units(edit: Edit, net, layer: str, keep: torch.Tensor) -> int:
         resize_connection(edit, c, c.weight.detach()[rows][:, cols], rows, cols,
                           in_index=in_index, out_index=out_index)
     edit.replace(target, "bias", target.bias.detach()[kept], (kept,))
+    edit.resize_norm(target, kept)
     edit.resize_modulator(target, kept, 0)
     edit.resize_grown(target, kept, 0)
     return removed_edges

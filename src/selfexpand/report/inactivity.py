@@ -11,6 +11,10 @@
 - **Inactive**: dead or silent. **New units**: the units marked ``grown`` (added by growth during the
   run, see :class:`~selfexpand.graph.parts.Layer`).
 
+Conv layers (``graph.conv``): a channel is a unit; its output's spread and zero fraction are taken
+over examples *and* positions (a dead channel is zero or constant over the validation set
+everywhere), and its outgoing norm sums every kernel entry and every position column that reads it.
+
 Only hidden layers are analysed. Everything is tensor work per layer and per connection, never per
 unit; the outputs are streamed in batches of ``batch_size`` rows, so memory does not grow with ``x``.
 """
@@ -82,7 +86,7 @@ def output_spread(net, x: torch.Tensor,
     """
     _check(x, batch_size)
     hidden = net.hidden_layers()
-    count = 0
+    count = dict.fromkeys(hidden, 0)
     mean: dict[str, torch.Tensor] = {}
     m2: dict[str, torch.Tensor] = {}
     nonzero: dict[str, torch.Tensor] = {}
@@ -91,26 +95,29 @@ def output_spread(net, x: torch.Tensor,
     try:
         for start in range(0, x.shape[0], batch_size):
             outs = net.layer_outputs(x[start:start + batch_size])
-            n_b = outs[net.input_name].shape[0]
-            total = count + n_b
             for name in hidden:
                 h = outs[name].double()
+                if h.dim() > 2:  # a conv layer: each channel over examples and positions
+                    h = h.movedim(1, -1).reshape(-1, h.shape[1])
+                n_b = h.shape[0]
+                total = count[name] + n_b
                 ones = h.new_ones(n_b)
                 nonzero_b = ones @ h.sign().abs_()
                 mean_b = (ones @ h) / n_b
                 m2_b = ones @ h.sub_(mean_b).square_()
-                if count == 0:
+                if count[name] == 0:
                     mean[name], m2[name], nonzero[name] = mean_b, m2_b, nonzero_b
                 else:
                     delta = mean_b - mean[name]
                     mean[name] = mean[name] + delta * (n_b / total)
-                    m2[name] = m2[name] + m2_b + delta.square() * (count * n_b / total)
+                    m2[name] = m2[name] + m2_b + delta.square() * (count[name] * n_b / total)
                     nonzero[name] = nonzero[name] + nonzero_b
-            count = total
+                count[name] = total
     finally:
         net.train(was_training)
     # the counts are exact integers, so ``zero_fraction >= 0.99`` is exact (for < 1e14 rows)
-    return {name: ((m2[name] / count).sqrt(), (count - nonzero[name]) / count) for name in hidden}
+    return {name: ((m2[name] / count[name]).sqrt(), (count[name] - nonzero[name]) / count[name])
+            for name in hidden}
 
 
 @torch.no_grad()
@@ -125,7 +132,10 @@ def outgoing_norms(net) -> dict[str, torch.Tensor]:
         layer = net.layers[name]
         squares = torch.zeros(layer.size, dtype=torch.float64, device=layer.bias.device)
         for conn in net.outgoing(name):
-            column = conn.effective_weight().detach().double().square().sum(0)
+            squares_w = conn.effective_weight().detach().double().square()
+            n_read = conn.source_units(layer.size).numel()
+            # a column per channel: kernels (out, in, kh, kw), or a dense reader's positions of a channel
+            column = squares_w.view(squares_w.shape[0], n_read, -1).sum((0, 2))
             squares.index_add_(0, conn.source_units(layer.size), column)
         norm = squares.sqrt()
         factor = layer.factor()

@@ -14,7 +14,11 @@ optimizer updates other than the natural gradient's products) is not counted.
   none; a layer's output requires one when anything before it or in it trains). A connection whose
   target does not reach the output has no backward. A fixed front's convolutions and linear maps are
   counted the same way (its first product needs no input gradient). FLOPs are linear in the batch,
-  so an epoch costs the per-example count times the examples it trains on.
+  so an epoch costs the per-example count times the examples it trains on. A conv connection
+  (``graph.conv``) costs ``2 * kernel entries * H' * W'`` per example and pass (``H' x W'`` its
+  output maps, before pooling), as ``FlopCounterMode`` counts ``convolution`` and its backward; a
+  dense connection across the flatten boundary counts as any ``F.linear`` (a column per channel and
+  position).
 - **live_train_flops**: the same over live entries only (DESIGN.md counts: an entry is live when its
   mask is 1 and both units it joins have a modulator factor other than 0); the front is dense.
   Summed over connections, the live forward count is ``2 weights_active``.
@@ -48,6 +52,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from ..graph.conv import ConvConnection, spatial_sizes
 from ..graph.network import GrowableNet
 from ..report.summary import FLOP_KEYS
 
@@ -86,6 +91,7 @@ def flop_breakdown(model: GrowableNet) -> FlopBreakdown:
     grad = {model.input_name: needs}  # layer -> whether its output requires a gradient
     factors = {model.input_name: None}
     reaches = _reaching_output(model)
+    spatial = spatial_sizes(model)
     by_target: dict[str, list] = {}
     for conn in model.connections.values():
         by_target.setdefault(conn.target, []).append(conn)
@@ -94,15 +100,16 @@ def flop_breakdown(model: GrowableNet) -> FlopBreakdown:
         own, factor = _layer_grad(layer)
         factors[name] = factor
         for conn in by_target.get(name, []):
-            rows, cols = conn.shape
-            live = _live_entries(conn, factors[conn.source], factor)
+            out_positions = _conv_positions(conn, spatial)
+            entries = conn.weight.numel() * out_positions
+            live = _live_entries(conn, factors[conn.source], factor) * out_positions
             w_grad = any(p.requires_grad for p in conn.parameters())
             x_grad = grad[conn.source]
-            forward += 2 * rows * cols
+            forward += 2 * entries
             forward_live += 2 * live
             if name in reaches:
                 passes = int(w_grad) + int(x_grad)
-                backward += 2 * rows * cols * passes
+                backward += 2 * entries * passes
                 backward_live += 2 * live * passes
             own = own or w_grad or x_grad
         grad[name] = own
@@ -251,17 +258,26 @@ def _layer_grad(layer) -> tuple[bool, torch.Tensor | None]:
     return own, factor
 
 
+def _conv_positions(conn, spatial: dict) -> int:
+    """Output positions per example of a conv connection (``H' * W'`` of its convolution, before any
+    pooling): each kernel entry is multiplied once per output position. 1 for a dense connection."""
+    if not isinstance(conn, ConvConnection):
+        return 1
+    h, w = spatial[conn.target][0]
+    return h * w
+
+
 def _live_entries(conn, source_factor, target_factor) -> int:
     """Live entries of ``conn``: mask 1 and both units live (DESIGN.md counts)."""
-    rows, cols = conn.shape
+    rows, cols = conn.shape[:2]
     if conn.mask is None and source_factor is None and target_factor is None:
-        return rows * cols
+        return conn.weight.numel()
     live_rows = None if target_factor is None else target_factor[conn.target_units(target_factor.numel())] != 0
     live_cols = None if source_factor is None else source_factor[conn.source_units(source_factor.numel())] != 0
     if conn.mask is None:
         n_rows = rows if live_rows is None else int(live_rows.sum())
         n_cols = cols if live_cols is None else int(live_cols.sum())
-        return n_rows * n_cols
+        return n_rows * n_cols * (conn.weight.numel() // (rows * cols))
     live = conn.mask != 0
     if live_rows is not None:
         live = live & live_rows[:, None].to(live.device)
