@@ -11,6 +11,11 @@ added to a throw-away copy of the model for one gradient pass: that gradient is 
 (with ReLU, ``relu'(0) = 0`` would keep all-zero incoming weights at zero forever), biases 0: the
 function is preserved to ``O(epsilon)``, exactly at ``epsilon = 0``. Units beyond the rank bound
 ``min(n_{l+1}, n_{l-1})`` get zero outgoing weights.
+
+On a conv layer (``isinstance(layer, ConvLayer)``) the same rule acts on channels: outgoing kernels =
+top-``k`` left singular vectors of ``M`` built from the unfolded input patches and the next layer's
+output gradients (``strategies.initializers.gradmax_conv``, which states the formula). A dense layer
+reading a conv layer (the flatten boundary) takes ``a_{l-1}`` as the flattened maps.
 """
 
 from __future__ import annotations
@@ -20,23 +25,28 @@ from dataclasses import dataclass
 
 import torch
 
+from ...graph.conv import ConvLayer
 from ...ops import add_units
 from ...settings import setting
 from ...validators import Number
 from ..base import Initializer, Site
 from ..registry import register_part
 from ..topology import chain_connections, layers_last_first
+from .gradmax_conv import conv_gradient_cross_moment, grow_conv_site
 
 __all__ = ["GradMaxInitializer", "gradient_cross_moment"]
 
 
 def gradient_cross_moment(ctx, layer: str) -> torch.Tensor:
-    """``M = E[dL/dz_{l+1} a_{l-1}^T]`` for hidden ``layer`` over one pass of the training set."""
+    """``M = E[dL/dz_{l+1} a_{l-1}^T]`` for hidden ``layer`` over one pass of the training set (on a
+    conv layer: :func:`~.gradmax_conv.conv_gradient_cross_moment`)."""
     net = ctx.model
+    if isinstance(net.layers[layer], ConvLayer):
+        return conv_gradient_cross_moment(ctx, layer)
     conn_in, conn_out = chain_connections(net, layer, who="GradMax")
     source, target = net.connections[conn_in].source, net.connections[conn_out].target
     probe_net = copy.deepcopy(net)
-    rows, cols = net.layers[target].size, net.layers[source].size
+    rows, cols = net.layers[target].size, net.connections[conn_in].shape[1]  # flattened maps of a conv source
     name = probe_net.add_connection(source, target, torch.zeros(rows, cols).to(net.layers[target].bias))
     probe = probe_net.connections[name].weight
     for p in probe_net.parameters():
@@ -50,11 +60,15 @@ class GradMaxInitializer(Initializer):
     """New units with GradMax outgoing weights and ``epsilon``-scaled random incoming weights."""
 
     name = "gradmax"
+    grows_channels = True  # conv layers: gradmax_conv.py
     epsilon: float = setting(Number(0), 1e-3, "norm of each new unit's incoming weights (0: function preserved exactly)")
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []
         for site in layers_last_first(net, sites):
+            if isinstance(net.layers[site.layer], ConvLayer):
+                events.append(grow_conv_site(ctx, site.layer, site.n_units, self.epsilon))
+                continue
             conn_in, conn_out = chain_connections(net, site.layer, who="GradMax")
             m = gradient_cross_moment(ctx, site.layer)
             k = site.n_units
