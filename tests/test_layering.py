@@ -15,8 +15,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "selfexpand"
 
 _CORE = ["errors", "validators", "settings", "hooks", "_version", "catalog", "events"]
-_GRAPH = ["", "activations", "conv", "conv_build", "counts", "export", "fronts", "init", "modulators", "network",
-          "parts", "plain", "rational", "saving", "size_modulators", "size_nets", "spec"]
+_GRAPH = ["", "activations", "conv", "conv_build", "counts", "export", "from_module", "fronts", "init", "modulators",
+          "network", "parts", "plain", "rational", "saving", "size_modulators", "size_nets", "spec"]
 _OPS = ["", "channel_add", "channels", "checks", "compact", "conv_layers", "connection_edit", "donations", "edges",
         "edit", "event", "layers", "optimizer_state", "split_units", "units"]
 _DATA = ["", "base", "cifar", "idx", "registry", "senn_tasks", "synthetic", "tabular"]

@@ -6,8 +6,9 @@ Where things live (one place each):
   units are the ``C`` channels of an ``(N, C, H, W)`` batch (``net.input_shape``; None for a flat input).
 - **A conv layer** (:class:`ConvLayer`) owns what acts on its channels after the sum of its inputs:
   the per-channel bias, an optional batch norm (``layer.norm``, a standard ``nn.BatchNorm2d`` whose
-  affine parameters and running statistics grow and shrink with the channels), the activation, and an
-  optional pooling (``"max"`` / ``"avg"``, kernel = stride = ``pool_size``): ``h = pool(act(bn(pre)))``.
+  affine parameters and running statistics grow and shrink with the channels), the activation, an
+  optional pooling (``"max"`` / ``"avg"``, kernel = stride = ``pool_size``) and an optional dropout
+  rate (training mode only): ``h = dropout(pool(act(bn(pre))))``.
   It carries no unit modulator.
 - **A conv connection** (:class:`ConvConnection`) owns its geometry: kernels ``(n_out, n_in_selected,
   kh, kw)`` (the kernel size is the weight's shape), ``stride`` and ``padding``, like an ``nn.Conv2d``
@@ -44,41 +45,45 @@ POOLS = ("max", "avg")
 
 
 class ConvLayer(Layer):
-    """``channels`` feature maps: ``h = pool(activation(batch_norm(pre + bias)))``.
+    """``channels`` feature maps: ``h = dropout(pool(activation(batch_norm(pre + bias))))``.
 
     Args:
         channels: number of channels (its units).
-        activation: name or elementwise module.
-        batch_norm: add a per-channel ``nn.BatchNorm2d(channels, eps, momentum)`` (affine, tracking
-            running statistics) after the sum of the inputs.
+        activation: name, spec (``{"type": "leaky_relu", "negative_slope": 0.2}``) or elementwise module.
+        batch_norm: add a per-channel ``nn.BatchNorm2d(channels, eps, momentum, affine,
+            track_running_stats)`` after the sum of the inputs.
         pool: None, ``"max"`` or ``"avg"``: pooling with kernel = stride = ``pool_size`` after the
             activation.
+        dropout: rate of the (elementwise) dropout applied in training mode after the pooling.
 
     Raises:
-        ConfigError: an unknown pool, a pool size below 1, a negative ``eps``.
+        ConfigError: an unknown pool, a pool size below 1, a negative ``eps``, a dropout outside [0, 1].
     """
 
-    def __init__(self, channels: int, activation: str | nn.Module = "relu", *, batch_norm: bool = False,
-                 pool: str | None = None, pool_size: int = 2, eps: float = 1e-5, momentum: float = 0.1):
-        super().__init__(channels, activation)
+    norm_class = nn.BatchNorm2d
+
+    def __init__(self, channels: int, activation: str | dict | nn.Module = "relu", *, batch_norm: bool = False,
+                 pool: str | None = None, pool_size: int = 2, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, dropout: float = 0.0):
         if pool is not None and pool not in POOLS:
             raise ConfigError(f"pool must be one of {list(POOLS)} or None, got pool={pool!r}")
         if int(pool_size) < 1:
             raise ConfigError(f"pool_size must be a positive integer, got pool_size={pool_size!r}")
-        if not eps >= 0:
-            raise ConfigError(f"eps must be >= 0, got eps={eps!r}")
-        self.norm = nn.BatchNorm2d(channels, eps=eps, momentum=momentum) if batch_norm else None
+        super().__init__(channels, activation, batch_norm=batch_norm, eps=eps, momentum=momentum, affine=affine,
+                         track_running_stats=track_running_stats, dropout=dropout)
         self.pool = pool
         self.pool_size = int(pool_size) if pool is not None else 1
 
     def finish(self, pre: torch.Tensor) -> torch.Tensor:
-        """Batch norm, activation and pooling of the pre-activation (bias included)."""
+        """Batch norm, activation, pooling and dropout of the pre-activation (bias included)."""
         h = pre if self.norm is None else self.norm(pre)
         h = self.activation(h)
         if self.pool == "max":
             h = F.max_pool2d(h, self.pool_size)
         elif self.pool == "avg":
             h = F.avg_pool2d(h, self.pool_size)
+        if self.dropout:
+            h = F.dropout(h, self.dropout, self.training)
         return h
 
     def pooled(self, hw: tuple[int, int]) -> tuple[int, int]:
@@ -86,9 +91,14 @@ class ConvLayer(Layer):
         return (hw[0] // self.pool_size, hw[1] // self.pool_size)
 
     def conv_spec(self) -> dict:
+        """``batch_norm``, ``pool``, ``pool_size``, ``eps``, ``momentum``, and ``affine`` /
+        ``track_running_stats`` only where they are not True (older specs lack them)."""
         norm = self.norm
-        return {"batch_norm": norm is not None, "pool": self.pool, "pool_size": self.pool_size,
+        spec = {"batch_norm": norm is not None, "pool": self.pool, "pool_size": self.pool_size,
                 "eps": None if norm is None else norm.eps, "momentum": None if norm is None else norm.momentum}
+        if norm is not None:
+            spec.update({k: False for k in ("affine", "track_running_stats") if not getattr(norm, k)})
+        return spec
 
     def extra_repr(self) -> str:
         bits = [f"channels={self.size}"]
@@ -96,6 +106,8 @@ class ConvLayer(Layer):
             bits.append("batch_norm")
         if self.pool is not None:
             bits.append(f"pool={self.pool}{self.pool_size}")
+        if self.dropout:
+            bits.append(f"dropout={self.dropout}")
         return ", ".join(bits)
 
 

@@ -8,9 +8,9 @@
 - ``front_params``: the fixed front's parameters. ``control_params``: modulator parameters.
 
 Conv layers (``graph.conv``): a channel is a unit; every entry of a kernel ``(n_out, n_in, kh, kw)`` is
-a weight; a dense connection reading a feature map has one column per channel and position; a batch
-norm's affine weight and bias count in ``params`` and ``stored_params`` (its running statistics are
-buffers, not parameters).
+a weight; a dense connection reading a feature map has one column per channel and position. A batch
+norm's affine weight and bias (a conv layer's or a dense layer's) count in ``params`` and
+``stored_params`` (its running statistics are buffers, not parameters).
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def count_params(net) -> dict[str, int]:
         stored += layer.bias.numel()
         activations += _numel(layer.activation)
         norm = getattr(layer, "norm", None)
-        if norm is not None:  # a conv layer's batch norm: affine weight and bias per channel
-            biases += 2 * int(live[name].sum())
+        if norm is not None:  # a batch norm: affine weight and bias per unit (none when not affine)
+            biases += (_numel(norm) // max(norm.num_features, 1)) * int(live[name].sum())
             stored += _numel(norm)
     stored += activations
     return {

@@ -22,7 +22,10 @@ Conv graphs (``graph.conv``): a conv connection becomes an ``nn.Conv2d`` (its st
 the layer's bias when it is the first connection writing every channel), a conv layer's batch norm a
 copy of its ``nn.BatchNorm2d`` (``norm.<layer>``), its pooling an ``nn.MaxPool2d`` / ``nn.AvgPool2d``
 (``pool.<layer>``); a dense layer reading a feature map reads ``flatten(1)`` of its selected channels.
-A conv chain exports as ``Conv2d, [BatchNorm2d], activation, [pool], ..., Flatten, Linear, ...``.
+A conv chain exports as ``Conv2d, [BatchNorm2d], activation, [pool], [Dropout], ..., Flatten, Linear,
+[BatchNorm1d], activation, [Dropout], ...``: a dense layer's batch norm becomes a copy of its
+``nn.BatchNorm1d`` (reduced to the exported units), a layer's dropout rate an ``nn.Dropout``
+(``drop.<layer>`` in a graph export).
 
 Either one is saved with ``torch.save`` and loaded with ``torch.load(path, weights_only=False)``
 where selfexpand is not installed, and works with ``torch.jit.script``, ``torch.export.export`` and
@@ -106,7 +109,7 @@ def export_graph(net) -> nn.Module:
     chain = net.is_chain() and len(edges) == len(net.order) - 1 \
         and all(e[4] is None and e[5] is None for e in edges)
     if chain:
-        exported = _sequential(net, edges, biases, activations, front)
+        exported = _sequential(net, edges, biases, activations, front, keep)
     else:
         exported = _graph_module(net, edges, biases, activations, front, keep)
     return exported.to(device=device, dtype=dtype).train(net.training)
@@ -131,33 +134,49 @@ def _conv(weight: torch.Tensor, bias: torch.Tensor | None, geometry) -> nn.Conv2
     return conv
 
 
-def _after_sum(layer) -> list[tuple[str, nn.Module]]:
-    """A conv layer's batch norm and pooling as plain modules (the activation comes between)."""
-    norm = [] if getattr(layer, "norm", None) is None else [("norm", copy.deepcopy(layer.norm))]
+def _after_sum(layer, keep: torch.Tensor) -> tuple[list, list, list]:
+    """A layer's batch norm (only its units ``keep``), pooling and dropout as plain ``(label, module)``
+    lists; the activation comes between norm and pooling, the dropout last."""
+    norm = [] if getattr(layer, "norm", None) is None else [("norm", _norm_copy(layer.norm, keep))]
     pool = getattr(layer, "pool", None)
     pool = [] if pool is None else [("pool", (nn.MaxPool2d if pool == "max" else nn.AvgPool2d)(layer.pool_size))]
-    return norm, pool
+    drop = [("drop", nn.Dropout(layer.dropout))] if getattr(layer, "dropout", 0.0) else []
+    return norm, pool, drop
 
 
-def _sequential(net, edges, biases, activations, front) -> nn.Sequential:
+def _norm_copy(norm: nn.Module, keep: torch.Tensor) -> nn.Module:
+    """A copy of batch norm ``norm`` reduced to its units ``keep`` (units dropped by the export)."""
+    out = copy.deepcopy(norm)
+    if bool(keep.all()):
+        return out
+    for attr in ("weight", "bias"):
+        if getattr(out, attr) is not None:
+            setattr(out, attr, nn.Parameter(getattr(out, attr).detach()[keep].clone()))
+    for attr in ("running_mean", "running_var"):
+        if getattr(out, attr) is not None:
+            setattr(out, attr, getattr(out, attr)[keep].clone())
+    out.num_features = int(keep.sum())
+    return out
+
+
+def _sequential(net, edges, biases, activations, front, keep) -> nn.Sequential:
     by_target = {e[2]: e for e in edges}
     spatial = is_spatial(net, net.input_name)
     modules: list[nn.Module] = [] if spatial else [front, nn.Flatten()] if front is not None else [nn.Flatten()]
     for name in net.order[1:]:
         edge = by_target[name]
+        norm, pool, drop = _after_sum(net.layers[name], keep[name])
         if isinstance(net.layers[name], ConvLayer):
-            norm, pool = _after_sum(net.layers[name])
             modules.append(_conv(edge[3], biases[name], edge[6]))
-            modules.extend(m for _, m in norm)
         else:
             if spatial:
                 modules.append(nn.Flatten())
                 spatial = False
             modules.append(_linear(edge[3], biases[name]))
-            pool = []
+        modules.extend(m for _, m in norm)
         if not isinstance(activations[name], nn.Identity):
             modules.append(activations[name])
-        modules.extend(m for _, m in pool)
+        modules.extend(m for _, m in pool + drop)
     return nn.Sequential(*modules)
 
 
@@ -202,14 +221,14 @@ def _graph_module(net, edges, biases, activations, front, keep) -> fx.GraphModul
             pre = graph.call_method("index_add", (pre, 1, graph.get_attr(f"index.{key}_out"), y))
         if pre is None:
             pre = _bias_rows(graph, attrs, layer_key, biases[name], values[net.input_name])
-        norm, pool = _after_sum(net.layers[name])
+        norm, pool, drop = _after_sum(net.layers[name], keep[name])
         for label, module in norm:
             attrs[f"{label}.{layer_key}"] = module
             pre = graph.call_module(f"{label}.{layer_key}", (pre,))
         if not isinstance(activations[name], nn.Identity):
             attrs[f"act.{layer_key}"] = activations[name]
             pre = graph.call_module(f"act.{layer_key}", (pre,))
-        for label, module in pool:
+        for label, module in pool + drop:
             attrs[f"{label}.{layer_key}"] = module
             pre = graph.call_module(f"{label}.{layer_key}", (pre,))
         values[name] = pre

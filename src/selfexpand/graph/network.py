@@ -97,6 +97,19 @@ class GrowableNet(nn.Module):
         return build_cnn(cls, input_shape, conv, hidden, output, kernel=kernel, batch_norm=batch_norm,
                          pool=pool, activation=activation, seed=seed)
 
+    @classmethod
+    def from_module(cls, module: nn.Module, *, input_shape: Sequence[int] | None = None) -> "GrowableNet":
+        """The growable network computing what ``module`` (an ``nn.Sequential`` of ``Linear``, ``Conv2d``,
+        batch norm, activations, pooling, ``Flatten``, ``Dropout``) computes, in evaluation and training
+        mode; ``input_shape=(C, H, W)`` is needed for conv modules. ``export()`` gives it back as plain
+        torch. See :func:`selfexpand.graph.from_module.from_module`.
+
+        Raises:
+            ConfigError: a module the graph cannot express, named with its position and path.
+        """
+        from .from_module import from_module
+        return from_module(cls, module, input_shape=input_shape)
+
     def new_layer_name(self) -> str:
         name = f"h{self.next_id}"
         self.next_id += 1
@@ -168,7 +181,7 @@ class GrowableNet(nn.Module):
         """Every layer's output for input ``x``, by layer name, in topological order.
 
         The input layer's entry is the (flattened) front output; every other layer's is
-        ``activation(pre + bias) * factor``, what the layers it feeds read. The last entry is
+        ``dropout(activation(norm(pre + bias)) * factor)`` (``Layer.finish``), what the layers it feeds read. The last entry is
         ``forward(x)``.
         """
         return self._run(x)
@@ -195,10 +208,7 @@ class GrowableNet(nn.Module):
                 for conn in incoming:
                     y = conn.contribution(acts[conn.source])
                     pre = pre + y if conn.out_index is None else pre.index_add(1, conn.out_index, y)
-            h = layer.activation(pre)
-            if layer.modulator is not None:
-                h = h * layer.modulator()
-            acts[name] = h
+            acts[name] = layer.finish(pre)  # batch norm, activation, modulator, dropout
         return acts
 
     # ------------------------------------------------------------------ counts, spec, export

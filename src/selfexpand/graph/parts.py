@@ -12,6 +12,13 @@ A layer may carry a boolean buffer ``grown`` marking its units added by growth d
 *new units* of DESIGN.md's glossary). It is None until growth first touches the layer (None: no unit
 is new), so graphs and checkpoints made before it existed load unchanged; the growth ops keep it
 aligned with the units through every resize.
+
+A layer may also carry a **batch norm** (``layer.norm``: ``nn.BatchNorm1d`` on a dense layer,
+``nn.BatchNorm2d`` on a conv layer, whose affine parameters and running statistics grow and shrink
+with the units) applied to the sum of its inputs before the activation, and a **dropout** rate
+(``layer.dropout``, 0: none) applied in training mode last, after the activation and modulator:
+``h = dropout(activation(norm(pre + bias)) * modulator())``. Both are recorded in the spec (an absent
+key: none, as in older specs).
 """
 
 from __future__ import annotations
@@ -20,17 +27,42 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .activations import make_activation
 from .modulators import UnitModulator
 
-__all__ = ["Layer", "Connection"]
+__all__ = ["Layer", "Connection", "norm_spec"]
+
+
+def norm_spec(norm: nn.Module) -> dict:
+    """A batch norm's settings as plain JSON: ``eps``, ``momentum`` (None: cumulative average),
+    ``affine``, ``track_running_stats``."""
+    return {"eps": norm.eps, "momentum": norm.momentum, "affine": norm.affine,
+            "track_running_stats": norm.track_running_stats}
+
+
+def _dropout_rate(p) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise ConfigError(f"dropout must be a number in [0, 1], got dropout={p!r}")
+    return float(p)
 
 
 class Layer(nn.Module):
-    """A group of ``size`` units: ``h = activation(pre + bias) * modulator()``.
+    """A group of ``size`` units: ``h = dropout(activation(norm(pre + bias)) * modulator())``.
 
-    The input layer has no bias and no activation (``bias=False``).
+    The input layer has no bias and no activation (``bias=False``), nor batch norm or dropout.
+
+    Args:
+        batch_norm: add ``norm_class(size, eps, momentum, affine, track_running_stats)`` (a dense
+            layer's is ``nn.BatchNorm1d``) after the sum of the inputs.
+        dropout: rate of the dropout applied in training mode after activation and modulator.
+
+    Raises:
+        ConfigError: a dropout rate outside [0, 1], a negative ``eps``, batch norm or dropout on the
+            input layer.
     """
+
+    norm_class = nn.BatchNorm1d
 
     def __init__(
         self,
@@ -39,6 +71,12 @@ class Layer(nn.Module):
         *,
         bias: bool = True,
         modulator: UnitModulator | None = None,
+        batch_norm: bool = False,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self._size = int(size)
@@ -46,6 +84,23 @@ class Layer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self._size)) if bias else None
         self.modulator = modulator
         self.register_buffer("grown", None)
+        if not eps >= 0:
+            raise ConfigError(f"eps must be >= 0, got eps={eps!r}")
+        self.dropout = _dropout_rate(dropout)
+        if not bias and (batch_norm or self.dropout):
+            raise ConfigError("the input layer takes no batch norm and no dropout")
+        self.norm = self.norm_class(self._size, eps=eps, momentum=momentum, affine=bool(affine),
+                                    track_running_stats=bool(track_running_stats)) if batch_norm else None
+
+    def finish(self, pre: torch.Tensor) -> torch.Tensor:
+        """Batch norm, activation, modulator and dropout of the pre-activation (bias included)."""
+        h = pre if self.norm is None else self.norm(pre)
+        h = self.activation(h)
+        if self.modulator is not None:
+            h = h * self.modulator()
+        if self.dropout:
+            h = F.dropout(h, self.dropout, self.training)
+        return h
 
     @property
     def size(self) -> int:
@@ -76,7 +131,12 @@ class Layer(nn.Module):
         return self.bias.device if self.bias is not None else torch.device("cpu")
 
     def extra_repr(self) -> str:
-        return f"size={self.size}"
+        bits = [f"size={self.size}"]
+        if self.norm is not None:
+            bits.append("batch_norm")
+        if self.dropout:
+            bits.append(f"dropout={self.dropout}")
+        return ", ".join(bits)
 
 
 class Connection(nn.Module):

@@ -8,7 +8,13 @@ every tensor (weights, biases, masks, index buffers, grown marks). This pair is 
 Conv graphs (``graph.conv``) add three keys, absent from dense specs: ``input_shape`` (``[C, H, W]``),
 a conv layer's ``conv`` (``batch_norm``, ``pool``, ``pool_size``, ``eps``, ``momentum``; its batch-norm
 statistics are in the state dict), a conv connection's ``stride`` and ``padding`` (its shape is 4-D), and
-a dense connection reading a subset of a feature map's channels its ``channels_read``.
+a dense connection reading a subset of a feature map's channels its ``channels_read``. A conv layer's
+``conv`` holds ``affine`` / ``track_running_stats`` only where they are False.
+
+Keys absent from older specs, written only where they hold something: a dense layer's ``norm`` (its
+batch norm: ``eps``, ``momentum``, ``affine``, ``track_running_stats``), any layer's ``dropout`` (its
+rate), and an activation with non-default settings written as ``{"type": name, **settings}``
+(``graph.activations.activation_spec``).
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .activations import activation_name, make_activation
+from .activations import activation_spec, make_activation
 from .conv import ConvConnection, ConvLayer
 from .modulators import make_modulator
-from .parts import Connection, Layer
+from .parts import Connection, Layer, norm_spec
 
 __all__ = ["SPEC_FORMAT", "graph_spec", "graph_from_spec", "FRONTS", "register_front", "make_front"]
 
@@ -52,11 +58,15 @@ def graph_spec(net) -> dict:
         layer = net.layers[name]
         entry = {"size": layer.size}
         if not layer.is_input:
-            entry["activation"] = activation_name(layer.activation)
+            entry["activation"] = activation_spec(layer.activation)
             entry["modulator"] = None if layer.modulator is None else layer.modulator.spec()
             entry["grown"] = layer.grown is not None
             if isinstance(layer, ConvLayer):
                 entry["conv"] = layer.conv_spec()
+            elif layer.norm is not None:
+                entry["norm"] = norm_spec(layer.norm)
+            if layer.dropout:
+                entry["dropout"] = layer.dropout
         layers[name] = entry
     connections = {}
     for name, c in net.connections.items():
@@ -137,13 +147,20 @@ def _layer(entry: dict) -> Layer:
     size = int(entry["size"])
     mod = entry.get("modulator")
     conv = entry.get("conv")
+    dropout = entry.get("dropout", 0.0)
     if conv is not None:
-        norm = {} if not conv["batch_norm"] else {"eps": float(conv["eps"]), "momentum": conv["momentum"]}
+        norm = {} if not conv["batch_norm"] else {
+            "eps": float(conv["eps"]), "momentum": conv["momentum"], "affine": conv.get("affine", True),
+            "track_running_stats": conv.get("track_running_stats", True)}
         layer = ConvLayer(size, make_activation(entry["activation"]), batch_norm=bool(conv["batch_norm"]),
-                          pool=conv["pool"], pool_size=int(conv["pool_size"]), **norm)
+                          pool=conv["pool"], pool_size=int(conv["pool_size"]), dropout=dropout, **norm)
     else:
+        norm = entry.get("norm")
+        norm = {} if norm is None else {"batch_norm": True, "eps": float(norm["eps"]), "momentum": norm["momentum"],
+                                        "affine": bool(norm["affine"]),
+                                        "track_running_stats": bool(norm["track_running_stats"])}
         layer = Layer(size, make_activation(entry["activation"]),
-                      modulator=None if mod is None else make_modulator(mod, size))
+                      modulator=None if mod is None else make_modulator(mod, size), dropout=dropout, **norm)
     if entry.get("grown", False):  # a placeholder; the state dict brings the marks
         layer.grown = torch.zeros(size, dtype=torch.bool)
     return layer

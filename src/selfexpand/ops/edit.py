@@ -62,19 +62,22 @@ class Edit:
                 self.replaced.append((old, new, (sources,)))
 
     def resize_norm(self, layer, index: torch.Tensor) -> None:
-        """Resize a conv layer's batch norm to channels ``index`` (old channel per new one, -1: new).
+        """Resize a layer's batch norm (a conv layer's ``BatchNorm2d``, a dense layer's ``BatchNorm1d``)
+        to units ``index`` (old unit per new one, -1: new).
 
-        Affine weight and bias are replaced (optimizer state carried); a new channel gets weight 1,
-        bias 0, running mean 0, running variance 1 (``nn.BatchNorm2d``'s start); old channels keep
+        Affine weight and bias (if any) are replaced (optimizer state carried); a new unit gets weight
+        1, bias 0, running mean 0, running variance 1 (``nn.BatchNorm``'s start); old units keep
         their values and statistics exactly. Nothing happens for a layer without batch norm."""
         norm = getattr(layer, "norm", None)
         if norm is None:
             return
-        index = index.to(norm.weight.device)
+        index = index.to(layer.bias.device)
         for attr, fill in (("weight", 1.0), ("bias", 0.0)):
-            self.replace(norm, attr, resize_like(getattr(norm, attr).detach(), (index,), fill), (index,))
-        norm.running_mean = resize_like(norm.running_mean, (index,), 0.0)
-        norm.running_var = resize_like(norm.running_var, (index,), 1.0)
+            if getattr(norm, attr) is not None:
+                self.replace(norm, attr, resize_like(getattr(norm, attr).detach(), (index,), fill), (index,))
+        if norm.running_mean is not None:
+            norm.running_mean = resize_like(norm.running_mean, (index,), 0.0)
+            norm.running_var = resize_like(norm.running_var, (index,), 1.0)
         norm.num_features = int(index.numel())
 
     @staticmethod

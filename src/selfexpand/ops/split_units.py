@@ -4,8 +4,10 @@ Chen et al. 2016 (ALGORITHMS.md §5). A copy of unit ``u`` gets ``u``'s incoming
 both compute the same output; ``u``'s outgoing column ``w`` becomes ``w / 2 - e`` and the copy's
 ``w / 2 + e``, so their sum, and the network's function, are unchanged while the two can still
 diverge in training (``e ~ N(0, noise^2)``, per outgoing weight). A unit copied ``r`` times shares
-``w`` in ``r + 1`` equal parts, its copies' noise subtracted from its own part. The copies' incoming
-weights and bias carry their source's optimizer state (they are the same values); their outgoing
+``w`` in ``r + 1`` equal parts, its copies' noise subtracted from its own part. A layer's batch norm
+copies its source's affine values and running statistics (so the copy matches in training mode too:
+it sees the same batch statistics). The copies' incoming weights, bias and batch-norm values carry
+their source's optimizer state (they are the same values); their outgoing
 columns start fresh, as any new entry.
 """
 
@@ -66,8 +68,9 @@ def split_units(net, layer: str, sources, *, noise: float = 0.0, generator: torc
         w = (w * share.to(w)).index_add(1, sources, -e)
         resize_connection(edit, c, torch.cat([w, copies], 1), torch.arange(c.shape[0], device=device),
                           arange_with_new(c.shape[1], k, device))
-    edit.replace(target, "bias", torch.cat([target.bias.detach(), target.bias.detach()[sources]]),
-                 (torch.cat([torch.arange(old, device=device), sources]),))
+    index = torch.cat([torch.arange(old, device=device), sources])
+    edit.replace(target, "bias", target.bias.detach()[index], (index,))
+    edit.resize_norm(target, index)  # a dense batch norm: a copy takes its source's values and statistics
     edit.resize_grown(target, torch.arange(old, device=device), k)
     edges = sum(c.shape[1] * k for c in ins.values()) + sum(c.shape[0] * k for c in outs.values())
     return edit.commit(units_added=k, edges_added=edges, details={"sources": sources.tolist()})

@@ -78,6 +78,7 @@ def add_units(net, layer: str, n: int, *, incoming: dict[str, torch.Tensor] | No
         resize_connection(edit, c, w, torch.arange(c.shape[0], device=device), arange_with_new(c.shape[1], n, device))
     edit.replace(target, "bias", torch.cat([target.bias.detach(), bias.to(target.bias)]),
                  (arange_with_new(old, n, device),))
+    edit.resize_norm(target, arange_with_new(old, n, device))  # a dense batch norm: new units start fresh
     edit.resize_modulator(target, torch.arange(old, device=device), n)
     edit.resize_grown(target, torch.arange(old, device=device), n)
     edges = sum(int(incoming[k].numel()) for k in ins) + sum(int(outgoing[k].numel()) for k in outs)
