@@ -31,6 +31,7 @@ import torch
 from .checkpoint import (check_run_stamp, load_checkpoint, load_run_file, read_run_identity, restore_rng_state,
                          save_checkpoint)
 from .data import dataset_options, decode_labels, decode_targets, load_dataset, preprocess_features, read_features_file
+from .data.base import as_images
 from .errors import CheckpointError, ConfigError, DataError, RunIdentityError, TrainingStopped
 from .presets import build_method, build_start, resolve_config
 from .report.inactivity import inactivity
@@ -79,19 +80,26 @@ def check_training(settings: dict, config: RunConfig) -> None:
                           device=device)  # checks the budget and every training setting
 
 
-def _load_data(config: RunConfig):
+def _load_data(config: RunConfig, settings: dict | None = None):
+    """The run's data; with a conv start (``settings["conv"]`` not empty) as ``(N, C, H, W)`` images
+    (``data.base.as_images``: MNIST's flat rows viewed as ``1 x 28 x 28``), which a table refuses."""
     declared = dataset_options(config.dataset)
     extra = {} if config.task is None else {"task": config.task}  # load_dataset's task= is for files
-    return load_dataset(config.dataset, data_dir=config.data_dir, target=config.target,
+    if (settings or {}).get("conv") and config.front is not None:
+        raise ConfigError(f"conv={settings['conv']} builds growable conv blocks on the images; it cannot be "
+                          f"combined with the fixed front {config.front!r} (leave out one of them)")
+    data = load_dataset(config.dataset, data_dir=config.data_dir, target=config.target,
                         test_file=config.test_file, seed=config.seed, val_fraction=config.val_fraction,
                         options={k: v for k, v in config.settings.items() if k in declared}, **extra)
+    return as_images(data) if (settings or {}).get("conv") else data
 
 
 def _check_fits(settings: dict, data, config: RunConfig) -> None:
     """The memory estimate of the start network (``selfexpand.estimate``), before it is built. Behind
     a fixed front the dense layers read the front's output, whose size is known only once it is built:
-    no estimate then."""
-    if config.front is None:
+    no estimate then. A conv start (``conv``) is not estimated either: the estimate counts dense
+    layers only (its conv blocks' activation maps are not modelled)."""
+    if config.front is None and not settings.get("conv"):
         check_start_fits(settings, data.n_features, data.n_outputs, device=config.device,
                          n_train=int(data.x_train.shape[0]))
 
@@ -194,7 +202,7 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
     else:
         method, method_name = build_method(config.method, settings), config.method
     check_training(settings, config)
-    data = _load_data(config)
+    data = _load_data(config, settings)
     if config.twin_of:
         model = twin_model(config.twin_of, config.seed)
     else:
@@ -273,7 +281,7 @@ def _resume(run_dir: Path, epochs: int | None, lr: float | None, callbacks, comm
         _change_lr(identity, settings, config, ckpt.optimizer, lr, done, run_dir)
     method = build_method("static", resolve_config("static")) if config.twin_of else \
         build_method(config.method, settings)
-    data = _load_data(config)
+    data = _load_data(config, settings)
     if identity is not None:
         check_data(identity, data, config)
         write_identity(run_dir, identity)

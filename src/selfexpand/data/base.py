@@ -19,6 +19,7 @@ stored run can preprocess new inputs without the training data. Keys it understa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -28,7 +29,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["Dataset", "preprocess_features", "decode_labels", "decode_targets", "TASKS"]
+__all__ = ["Dataset", "preprocess_features", "decode_labels", "decode_targets", "TASKS", "image_shape", "as_images"]
 
 TASKS = ("classification", "regression")
 
@@ -85,6 +86,40 @@ class Dataset:
             f"n_outputs={self.n_outputs}, train={len(self.x_train)}, val={len(self.x_val)}, "
             f"test={len(self.x_test)})"
         )
+
+
+def image_shape(data: "Dataset") -> tuple[int, int, int]:
+    """``(C, H, W)`` of a dataset's images: its ``input_shape`` when that has three dimensions (CIFAR-10),
+    else ``(1, H, W)`` from a two-dimensional ``raw_shape`` of as many values (MNIST's ``[28, 28]``, the
+    digits' ``[8, 8]``).
+
+    Raises:
+        ConfigError: neither (a table, or flat data without an image shape).
+    """
+    if len(data.input_shape) == 3:
+        return tuple(data.input_shape)
+    raw = data.preprocessing.get("raw_shape")
+    if raw is not None and len(raw) == 2 and int(math.prod(raw)) == data.n_features:
+        return (1, int(raw[0]), int(raw[1]))
+    raise ConfigError(f"dataset {data.name!r} has no image shape (input_shape={list(data.input_shape)}"
+                      + (f", raw_shape={list(raw)}" if raw is not None else "")
+                      + "): a conv start (conv=[...]) needs images such as mnist or cifar10")
+
+
+def as_images(data: "Dataset") -> "Dataset":
+    """``data`` with every split as ``(N, C, H, W)`` images (:func:`image_shape`), ``input_shape`` and
+    ``preprocessing["input_shape"]`` to match (``raw_shape`` kept, so flat or ``H x W`` raw examples are
+    still accepted); ``data`` itself when it already is. The values are the same, only viewed anew.
+
+    Raises:
+        ConfigError: a dataset without an image shape.
+    """
+    shape = image_shape(data)
+    if tuple(data.input_shape) == shape:
+        return data
+    view = {f"x_{s}": getattr(data, f"x_{s}").reshape(-1, *shape) for s in ("train", "val", "test")}
+    prep = {**data.preprocessing, "input_shape": list(shape)}
+    return dataclasses.replace(data, input_shape=shape, preprocessing=prep, **view)
 
 
 def _as_numeric(raw: Any) -> np.ndarray:

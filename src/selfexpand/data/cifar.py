@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .registry import find_data_folder, register_dataset
+from .registry import LIMIT_OPTION, find_data_folder, first_images, register_dataset
 
 __all__ = ["RestrictedUnpickler", "read_cifar_batch", "CIFAR10_CLASSES", "ALLOWED_GLOBALS"]
 
@@ -155,11 +155,12 @@ def _load_subset(folder: Path) -> tuple:
     return tuple(out)
 
 
-@register_dataset("cifar10")
-def load_cifar10(data_dir: str | None = None, **_kw) -> tuple:
+@register_dataset("cifar10", options=LIMIT_OPTION)
+def load_cifar10(data_dir: str | None = None, limit: int = 0, **_kw) -> tuple:
     """CIFAR-10 from ``cifar-10-batches-py`` (official pickles, preferred) or ``cifar10-subset`` (npz).
 
-    Images come back as raw uint8 ``(N, 3, 32, 32)``; the preprocessing divides by 255.
+    Images come back as raw uint8 ``(N, 3, 32, 32)``; the preprocessing divides by 255. ``limit``: the
+    first ``limit`` training and test images (0: all).
     """
     folder, path = find_data_folder(
         "cifar10",
@@ -182,4 +183,4 @@ def load_cifar10(data_dir: str | None = None, **_kw) -> tuple:
             "divide_by": 255.0,
         },
     }
-    return x, y, xt, yt, meta
+    return first_images(limit, x, y, xt, yt, meta)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .registry import find_data_folder, register_dataset
+from .registry import LIMIT_OPTION, find_data_folder, first_images, register_dataset
 
 __all__ = ["read_idx", "load_idx_pair", "MNIST_FILES", "EMNIST_LETTERS_FILES", "FASHION_CLASSES"]
 
@@ -156,22 +156,24 @@ def _image_meta(name: str, labels: list, names: list) -> dict:
     }
 
 
-@register_dataset("mnist")
-def load_mnist(data_dir: str | None = None, **_kw) -> tuple:
-    """MNIST from ``<data_dir>/mnist``: 60000 train and 10000 test handwritten digits."""
+@register_dataset("mnist", options=LIMIT_OPTION)
+def load_mnist(data_dir: str | None = None, limit: int = 0, **_kw) -> tuple:
+    """MNIST from ``<data_dir>/mnist``: 60000 train and 10000 test handwritten digits (``limit``: the
+    first ``limit`` of each, 0 all)."""
     out = _load_family("mnist", "mnist", MNIST_FILES, data_dir, 0, 9)
     (x, y), (xt, yt) = out["train"], out["test"]
     meta = _image_meta("mnist", list(range(10)), [str(i) for i in range(10)])
-    return x.reshape(len(x), -1), y, xt.reshape(len(xt), -1), yt, meta
+    return first_images(limit, x.reshape(len(x), -1), y, xt.reshape(len(xt), -1), yt, meta)
 
 
-@register_dataset("fashion-mnist")
-def load_fashion_mnist(data_dir: str | None = None, **_kw) -> tuple:
-    """Fashion-MNIST from ``<data_dir>/fashion-mnist``: 60000 train and 10000 test clothing images."""
+@register_dataset("fashion-mnist", options=LIMIT_OPTION)
+def load_fashion_mnist(data_dir: str | None = None, limit: int = 0, **_kw) -> tuple:
+    """Fashion-MNIST from ``<data_dir>/fashion-mnist``: 60000 train and 10000 test clothing images
+    (``limit``: the first ``limit`` of each, 0 all)."""
     out = _load_family("fashion-mnist", "fashion-mnist", MNIST_FILES, data_dir, 0, 9)
     (x, y), (xt, yt) = out["train"], out["test"]
     meta = _image_meta("fashion-mnist", list(range(10)), list(FASHION_CLASSES))
-    return x.reshape(len(x), -1), y, xt.reshape(len(xt), -1), yt, meta
+    return first_images(limit, x.reshape(len(x), -1), y, xt.reshape(len(xt), -1), yt, meta)
 
 
 def _upright(images: np.ndarray) -> np.ndarray:
@@ -179,8 +181,8 @@ def _upright(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 2, 1)).reshape(len(images), -1)
 
 
-@register_dataset("emnist-letters")
-def load_emnist_letters(data_dir: str | None = None, **_kw) -> tuple:
+@register_dataset("emnist-letters", options=LIMIT_OPTION)
+def load_emnist_letters(data_dir: str | None = None, limit: int = 0, **_kw) -> tuple:
     """EMNIST letters from ``<data_dir>/emnist-letters``: 124800 train, 20800 test, 26 classes.
 
     Labels 1..26 become class indices 0..25 (``class_labels`` keeps 1..26, ``class_names`` A..Z);
@@ -189,4 +191,4 @@ def load_emnist_letters(data_dir: str | None = None, **_kw) -> tuple:
     out = _load_family("emnist-letters", "emnist-letters", EMNIST_LETTERS_FILES, data_dir, 1, 26)
     (x, y), (xt, yt) = out["train"], out["test"]
     meta = _image_meta("emnist-letters", list(range(1, 27)), [chr(ord("A") + i) for i in range(26)])
-    return _upright(x), y, _upright(xt), yt, meta
+    return first_images(limit, _upright(x), y, _upright(xt), yt, meta)

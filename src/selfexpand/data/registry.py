@@ -50,6 +50,8 @@ __all__ = [
     "TEST_FRACTION",
     "LOAD_OPTIONS",
     "check_load_options",
+    "LIMIT_OPTION",
+    "first_images",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,6 +88,24 @@ def register_dataset(name: str, loader_fn: LoaderFn | None = None, *, options: d
         return fn
 
     return _register if loader_fn is None else _register(loader_fn)
+
+
+#: the image datasets' option ``limit``: keep the first ``limit`` training and test images (0: all);
+#: for quick runs and tests (``--set limit=256``)
+LIMIT_OPTION = {"limit": 0}
+
+
+def first_images(limit: int, x, y, xt, yt, meta: dict) -> tuple:
+    """A loader's result with only the first ``limit`` training and test examples (``limit`` 0: all).
+
+    Raises:
+        ConfigError: a negative ``limit``.
+    """
+    if limit < 0:
+        raise ConfigError(f"limit must be >= 0 (0: every image), got limit={limit}")
+    if limit:
+        x, y, xt, yt = x[:limit], y[:limit], xt[:limit], yt[:limit]
+    return x, y, xt, yt, meta
 
 
 def dataset_names() -> list[str]:

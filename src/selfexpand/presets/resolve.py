@@ -114,6 +114,25 @@ def _complete(plan: _Plan, values: dict) -> dict:
     return out
 
 
+def _check_conv(plan: _Plan, config: dict) -> None:
+    """A conv start (``conv`` not empty) only for parts that grow channels (``grows_channels``): a part
+    that would see conv layers as dense units is refused, never left to ignore them.
+
+    Raises:
+        ConfigError: the selector or initializer of the run grows dense units or edges only.
+    """
+    if not config.get("conv"):
+        return
+    lacking = [f"{kind} {cls.name!r}" for kind, cls in plan.parts.items()
+               if kind != "trigger" and cls is not None and not getattr(cls, "grows_channels", False)]
+    if lacking:
+        raise ConfigError(f"method {plan.method!r} cannot grow a conv start yet (conv={config['conv']}): its "
+                          f"{' and '.join(lacking)} can only choose or grow dense units or edges, not the channels "
+                          f"of conv layers. Conv growth is implemented for random, zero and net2net (selectors "
+                          f"all-layers / round-robin); or give this method a dense start (conv=[]) or a fixed "
+                          f"--front")
+
+
 def resolve_config(method: str, dataset: str = "*", overrides: dict | None = None) -> dict:
     """The configuration of a run of ``method`` on ``dataset`` (a name or a CSV / NPZ path: it picks
     the method's row), with ``overrides`` applied. ``trigger`` / ``selector`` / ``initializer`` in
@@ -147,7 +166,9 @@ def resolve_config(method: str, dataset: str = "*", overrides: dict | None = Non
             raise ConfigError(f"{key} is a setting of the {kind} {cls.name!r}, which this run replaces with "
                               f"{plan.parts[kind].name!r}; the run's settings are {sorted(declared)}")
         raise ConfigError(f"setting must be one of {sorted(declared)} for method {method!r}, got {key!r}")
-    return _complete(plan, {**row, **overrides})
+    config = _complete(plan, {**row, **overrides})
+    _check_conv(plan, config)
+    return config
 
 
 def build_method(method: str, config: dict):
@@ -170,6 +191,7 @@ def build_method(method: str, config: dict):
     if undeclared:
         log.warning("method %r: no part of this run reads the settings %s; they are left out", method, undeclared)
     resolved = _complete(plan, {k: v for k, v in config.items() if k not in undeclared})
+    _check_conv(plan, resolved)
     built = {kind: None if cls is None else cls.from_settings(resolved) for kind, cls in plan.parts.items()}
     return GrowthMethod(method, extras=[h.from_settings(resolved) for h in plan.helpers], **built)
 

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import torch
 
+from ..errors import ConfigError
 from ..graph import GrowableNet, front_for
 from ..graph.size_nets import controller_mask_net, size_weight_net
 from ..settings import Configurable, same_setting, setting
@@ -23,13 +24,26 @@ __all__ = ["STARTS", "start_class", "MLPStart", "SennStart", "SizeWeightStart", 
 @dataclass(eq=False)
 class MLPStart(Configurable):
     """``[inputs, *hidden, outputs]`` with ReLU hidden layers, ``nn.Linear``-style values; behind
-    ``front`` (a registered fixed front: ``conv``, ``conv-small``) when given."""
+    ``front`` (a registered fixed front: ``conv``, ``conv-small``) when given.
+
+    With ``conv`` (channels per block, e.g. ``[16, 32, 64]``) the network starts with growable conv
+    blocks on the images (``GrowableNet.cnn``'s conventions: 3x3 kernels, stride 1, padding 1, batch
+    norm, ReLU, 2x2 max pooling per block), then the ``hidden`` dense layers, then the output. Images
+    only (``data.base.image_shape``: CIFAR-10's ``(3, 32, 32)``, MNIST's ``(1, 28, 28)``), no front.
+    ``conv=[]`` (the default) builds exactly the dense network it always did."""
 
     name: ClassVar[str] = "mlp"
     takes_front: ClassVar[bool] = True
     hidden: list = setting(IntegerList(1), [], "hidden layer widths of the start network")
+    conv: list = setting(IntegerList(1), [], "channels of the start network's conv blocks (3x3, batch norm, "
+                                             "ReLU, 2x2 max pooling each; images only; [] none)")
 
     def build(self, data, seed: int, front: str | None = None) -> GrowableNet:
+        if self.conv:
+            if front is not None:
+                raise ConfigError(f"conv={self.conv} builds growable conv blocks on the images; it cannot be "
+                                  f"combined with the fixed front {front!r} (leave out one of them)")
+            return GrowableNet.cnn(_image_shape(data), self.conv, self.hidden, data.n_outputs, seed=seed)
         if front is None:
             return GrowableNet.mlp([data.n_features, *self.hidden, data.n_outputs], seed=seed)
         module, spec = front_for(front, data.input_shape, data.preprocessing.get("raw_shape"),
@@ -87,6 +101,18 @@ class ControllerMaskStart(Configurable):
     def build(self, data, seed: int, front: str | None = None) -> GrowableNet:
         return controller_mask_net(data.n_features, data.n_outputs, n_max=self.n_max, size_weight=self.size_weight,
                                    c_start=self.c_start, reference_defects=self.reference_defects, seed=seed)
+
+
+def _image_shape(data) -> tuple[int, int, int]:
+    """``(C, H, W)`` of ``data``'s images: a 3-D ``input_shape``, else ``(1, H, W)`` from a 2-D ``raw_shape``
+    (the rule of ``selfexpand.data.base.image_shape``, which ``runs`` applies to the data itself)."""
+    raw = data.preprocessing.get("raw_shape")
+    if len(data.input_shape) == 3:
+        return tuple(data.input_shape)
+    if raw is not None and len(raw) == 2 and int(raw[0]) * int(raw[1]) == data.n_features:
+        return (1, int(raw[0]), int(raw[1]))
+    raise ConfigError(f"dataset {data.name!r} has no image shape (input_shape={list(data.input_shape)}): a conv "
+                      f"start (conv=[...]) needs images such as mnist or cifar10")
 
 
 STARTS: dict[str, type] = {cls.name: cls for cls in (MLPStart, SennStart, SizeWeightStart, ControllerMaskStart)}

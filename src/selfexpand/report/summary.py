@@ -12,7 +12,8 @@ from .inactivity import inactivity_fields
 
 __all__ = ["GROWING_KINDS", "FLOP_KEYS", "summarize", "flop_totals", "SUMMARY_TABLE_KEYS"]
 
-GROWING_KINDS = ("split_edges", "add_units", "insert_layer", "split_units")
+GROWING_KINDS = ("split_edges", "add_units", "insert_layer", "split_units", "add_channels", "split_channels",
+                 "insert_conv_layer")
 
 SUMMARY_TABLE_KEYS = ("method", "dataset", "seed", "epochs", "test_metric", "best_val_metric",
                       "params_start", "params_final", "weights_active_final", "stored_params_final",

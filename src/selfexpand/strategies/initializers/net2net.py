@@ -6,6 +6,10 @@ drawn uniformly at random from the run's generator, their outgoing weights split
 inserts an identity-initialised layer right after each site's layer (``ops.insert_identity_layer``
 on the connection it feeds), in the signed two-unit form when the layer's output can be negative.
 Both keep the network's outputs unchanged (up to float rounding).
+
+The wider one grows conv layers too (``grows_channels``): ``split_units`` on a conv layer copies
+channels (``ops.split_channels``: kernels in, bias, batch-norm parameters and running statistics; the
+outgoing kernels or a dense reader's position columns shared), exact in eval and training mode alike.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class Net2NetWiderInitializer(Initializer):
     """New units as noisy-split copies of random existing units of the same layer."""
 
     name = "net2net"
+    grows_channels = True
     noise: float = setting(Number(0), 1e-3, "standard deviation of the antisymmetric noise on split outgoing weights")
 
     def grow(self, ctx, sites: list[Site]) -> list:

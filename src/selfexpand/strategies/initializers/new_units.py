@@ -5,6 +5,10 @@ Incoming weights and biases are Kaiming-uniform, PyTorch's ``nn.Linear`` default
 (:mod:`selfexpand.strategies.unit_values`). :class:`RandomUnitsInitializer` draws outgoing weights the
 same way for the connection they join; :class:`ZeroUnitsInitializer` sets them to 0, which keeps the
 network's function unchanged.
+
+Both grow conv layers too (``grows_channels``): ``add_units`` on a conv layer adds channels
+(``ops.add_channels``) with ``nn.Conv2d``'s Kaiming rule for the incoming kernels and bias, and random
+or zero outgoing kernels (or a dense reader's columns); see :mod:`selfexpand.strategies.unit_values`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ __all__ = ["RandomUnitsInitializer", "ZeroUnitsInitializer"]
 
 class _NewUnitsInitializer(Initializer):
     outgoing: ClassVar[str] = "random"
+    grows_channels: ClassVar[bool] = True
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []
