@@ -144,3 +144,35 @@ def test_feature_names_of_a_dataframe(blobs):
     frame = pd.DataFrame(blobs[0], columns=["a", "b", "c", "d"])
     model = GrowingClassifier(epochs=2, random_state=0).fit(frame, blobs[1])
     assert list(model.feature_names_in_) == ["a", "b", "c", "d"]
+
+
+# ------------------------------------------------------------------ scikit-learn's bundled datasets
+def test_pipeline_on_the_wine_data():
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_wine(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, random_state=0, stratify=y)
+    pipe = make_pipeline(StandardScaler(), GrowingClassifier(epochs=30, random_state=0)).fit(x_train, y_train)
+    assert pipe.score(x_test, y_test) > 0.85  # 3 classes: chance is about 0.4
+
+
+def test_grid_search_over_method_and_epochs_on_iris():
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True)
+    grid = {"method": ["zero", "edge"], "epochs": [1, 30]}
+    search = GridSearchCV(GrowingClassifier(random_state=0), grid, cv=3).fit(x, y)
+    assert len(search.cv_results_["params"]) == 4 and search.best_params_["epochs"] == 30
+    assert search.best_estimator_.summary_["epochs"] == 30 and search.best_score_ > 0.8
+    methods = {p["method"]: s for p, s in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"])}
+    assert set(methods) == {"zero", "edge"}
+
+
+def test_cross_val_score_of_the_regressor_on_diabetes():
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import cross_val_score
+
+    x, y = load_diabetes(return_X_y=True)
+    scores = cross_val_score(GrowingRegressor(epochs=30, random_state=0), x, y, cv=3)  # R^2 on each fold
+    assert scores.shape == (3,) and np.isfinite(scores).all() and scores.mean() > 0.2
