@@ -22,8 +22,8 @@ _OPS = ["", "channel_add", "channels", "checks", "compact", "conv_layers", "conn
 _DATA = ["", "base", "cifar", "idx", "registry", "senn_tasks", "synthetic", "tabular"]
 _REPORT = ["", "describe", "inactivity", "plots", "summary"]
 _STRATEGIES = ["", "base", "method", "registry", "topology", "unit_values", "helpers", "helpers.edge_pruning",
-               "helpers.edge_statistics", "helpers.start_values", "senn", "senn.chain_sample", "senn.natural_scores",
-               "senn.proposals", "budget", "triggers", "triggers.checks", "triggers.interval", "triggers.plateau",
+               "helpers.edge_statistics", "helpers.start_values", "senn", "senn.chain_sample", "senn.conv_scores",
+               "senn.natural_scores", "senn.proposals", "budget", "triggers", "triggers.checks", "triggers.interval", "triggers.plateau",
                "triggers.rounds", "selectors", "selectors.edge_significance", "selectors.fixed_units",
                "selectors.natural_expansion", "selectors.steepest_voting", "initializers", "initializers.edge_split",
                "initializers.firefly", "initializers.gradmax", "initializers.gradmax_conv",

@@ -40,7 +40,7 @@ def test_other_rows_keep_a_dense_start(method):
         assert resolve_config(method, "cifar10")["conv"] == []
 
 
-_REFUSING = ["edge", "swe", "svod-random", "svod-zero", "firefly", "edge-reference"]
+_REFUSING = ["edge", "firefly", "edge-reference"]  # swe, svod-random, svod-zero grow channels (test_swe_conv)
 
 
 @pytest.mark.parametrize("method", _REFUSING)
@@ -49,9 +49,16 @@ def test_methods_without_conv_growth_refuse_a_conv_start(method):
         resolve_config(method, "mnist", {"conv": [4]})
 
 
-def test_senn_has_no_conv_setting():
-    with pytest.raises(ConfigError, match="setting must be one of"):
-        resolve_config("senn", "moons", {"conv": [4]})
+def test_senn_starts_from_tanh_conv_blocks_with_zero_output_weights():
+    config = resolve_config("senn", "mnist", {"conv": [4], "hidden": []})
+    net = build_start("senn", config, _images(), seed=0)
+    assert isinstance(net.layers["h1"], ConvLayer) and net.layers["h1"].size == 4
+    assert type(net.layers["h1"].activation).__name__ == "Tanh"
+    assert all(float(c.weight.abs().sum()) == 0 for c in net.incoming(net.output_name))
+    flat = Dataset("flat", "classification", *([torch.rand(4, 2), torch.zeros(4, dtype=torch.long)] * 3), (2,), 2,
+                   {"input_shape": [2]})
+    with pytest.raises(ConfigError, match="image shape"):
+        build_start("senn", resolve_config("senn", "moons", {"conv": [4]}), flat, seed=0)
 
 
 def test_a_swapped_dense_only_part_is_refused_with_its_name():

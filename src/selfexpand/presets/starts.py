@@ -55,14 +55,20 @@ class MLPStart(Configurable):
 @dataclass(eq=False)
 class SennStart(Configurable):
     """``[inputs, *hidden, outputs]`` with tanh hidden layers and the output layer's incoming weights at
-    zero (SENN's reference)."""
+    zero (SENN's reference); with ``conv``, tanh conv blocks first (``GrowableNet.cnn``'s conventions
+    otherwise), as the reference's CNN experiments use tanh."""
 
     name: ClassVar[str] = "senn"
     takes_front: ClassVar[bool] = False
     hidden: list = same_setting(MLPStart, "hidden")
+    conv: list = same_setting(MLPStart, "conv")
 
     def build(self, data, seed: int, front: str | None = None) -> GrowableNet:
-        net = GrowableNet.mlp([data.n_features, *self.hidden, data.n_outputs], activation="tanh", seed=seed)
+        if self.conv:
+            net = GrowableNet.cnn(_image_shape(data), self.conv, self.hidden, data.n_outputs, activation="tanh",
+                                  seed=seed)
+        else:
+            net = GrowableNet.mlp([data.n_features, *self.hidden, data.n_outputs], activation="tanh", seed=seed)
         with torch.no_grad():
             for conn in net.incoming(net.output_name):
                 conn.weight.zero_()

@@ -2,7 +2,8 @@
 network's function unchanged.
 
 - Width: the chosen units join their layer with the proposed incoming weights and biases and zero
-  outgoing weights.
+  outgoing weights. On a conv layer (issue #24) they are channels: the proposed incoming kernels, zero
+  outgoing kernels (or zero position columns in a dense reader across the flatten boundary).
 - Depth: a layer of ``k = width(src)`` units replaces the link ``src -> tgt``: incoming weights the
   basis ``B`` (``k x k``, invertible), bias ``b``, the rational activation at its identity point, and
   outgoing weights ``W B^-1`` (``W pinv(B)`` for a square, full-rank ``B``); ``tgt``'s bias loses
@@ -15,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from ...errors import GrowthError
+from ...graph.conv import ConvConnection, is_spatial, positions
 from ...ops import add_units, insert_layer
 from ..base import Initializer, Site
 from ..registry import register_part
@@ -31,6 +33,7 @@ class NaturalExpansionInitializer(Initializer):
 
     name = "natural-expansion"
     grows = "units+layers"
+    grows_channels = True  # width: channels with the proposed kernels, zero outgoing kernels; no conv depth
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []
@@ -41,15 +44,22 @@ class NaturalExpansionInitializer(Initializer):
             events.append(self._insert(ctx, net, site))
         for site in layers_last_first(net, [s for s in sites if s.info.get("kind") != "depth"]):
             conn_in, conn_out = chain_connections(net, site.layer, who="SENN")
-            n_out = net.connections[conn_out].shape[0]
+            out = net.connections[conn_out]
+            if isinstance(out, ConvConnection):
+                zeros = torch.zeros(out.shape[0], site.n_units, *out.shape[2:])
+            else:  # a dense reader: P columns per channel across the flatten boundary (P = 1 for a dense layer)
+                zeros = torch.zeros(out.shape[0], site.n_units * positions(net, site.layer))
             events.append(add_units(net, site.layer, site.n_units, incoming={conn_in: site.proposal["weight"]},
-                                    bias=site.proposal["bias"], outgoing={conn_out: torch.zeros(n_out, site.n_units)},
+                                    bias=site.proposal["bias"], outgoing={conn_out: zeros},
                                     optimizer=ctx.optimizer))
             events[-1].details["scores"] = site.info.get("scores")
         return events
 
     def _insert(self, ctx, net, site: Site):
         conn = net.connections[site.layer]
+        if isinstance(conn, ConvConnection) or is_spatial(net, conn.source):
+            raise GrowthError(f"SENN cannot insert a layer at {site.layer!r}: depth on conv layers (or across the "
+                              "flatten boundary) is not implemented; only width grows conv layers")
         target = net.layers[conn.target]
         basis = site.proposal["weight"].double()
         bias = site.proposal["bias"].double()

@@ -23,6 +23,13 @@ starts from the previous population and runs the fraction ``reproposal`` of the 
 scores the population again: this project's saving, the population being already near the modes,
 which the accepted unit's projection only shifts).
 
+**Conv layers** (issue #24): a conv layer's candidates are channels, ``theta`` its flattened incoming
+kernel ``(C_in kh kw)`` and bias; its features are its output map (``pool(act(bn(z)))``, batch norm at
+its fresh state, evaluation mode) as the reader's kernel window reads it, and every K-FAC quantity is
+over (example, position) pairs (``senn.conv_scores``: ``eta`` and ``delta`` are ``L`` times the dense
+scores of the pairs, ``L`` the reader's output positions). Depth is not implemented on conv layers:
+links that read or write a spatial layer are skipped (logged).
+
 Proposals: MALA (``search="mala"``: ``bursts`` bursts of ``steps`` steps, adapted step size) or
 gradient ascent (``search="ascent"``), on ``log p(theta) = score(theta) / T - |theta|^2 / 2`` (a
 standard normal prior). ``w = theta_w * prior_scale`` where ``prior_scale`` is ``1`` (the reference)
@@ -38,13 +45,21 @@ from dataclasses import dataclass
 
 import torch
 
+from ...graph.conv import ConvConnection, ConvLayer, is_spatial, spatial_sizes
 from ...settings import setting
 from ...validators import Boolean, Choice, Integer, IntegerList, Number
 from ..base import Selector, Site
 from ..registry import register_part
 from ..senn.chain_sample import chain_sample, sample_rows
-from ..senn.natural_scores import (damp, expansion_scores, layer_stats, natural_score, output_gradient_moment,
-                                   tied_expansion_score)
+from ..senn.conv_scores import candidate_maps, channel_features, conv_expansion_scores
+from ..senn.natural_scores import (
+    damp,
+    expansion_scores,
+    layer_stats,
+    natural_score,
+    output_gradient_moment,
+    tied_expansion_score,
+)
 from ..senn.proposals import best_choice, gradient_ascent, mala, softmax_choice
 
 __all__ = ["NaturalExpansionSelector"]
@@ -83,6 +98,7 @@ class NaturalExpansionSelector(Selector):
 
     name = "natural-expansion"
     grows = "units+layers"
+    grows_channels = True  # width only: see the module docstring
     tau: float = setting(Number(0), 0.03, "accept a unit or layer when delta / eta exceeds this")
     alpha: float = setting(Number(0), 2.5e-3, "... and when delta / E|dL/dy|^2 exceeds this")
     capacity: list = setting(IntegerList(2, min_length=1), [128],
@@ -145,11 +161,15 @@ class NaturalExpansionSelector(Selector):
         log.info("SENN check after epoch %d: %s", ctx.epoch, self.last_check)
         return sites
 
-    def _stats(self, a: torch.Tensor, d: torch.Tensor):
-        """The layer's candidate-score statistics (damped ``G``), its undamped ``eta``, the damped ``G``."""
+    def _stats(self, a: torch.Tensor, d: torch.Tensor, positions: int = 1):
+        """The layer's candidate-score statistics (damped ``G``), its undamped ``eta``, the damped ``G``.
+        ``positions > 1``: ``a``, ``d`` are (example, position) rows of a conv connection and ``eta`` is
+        ``positions`` times the pairs' dense score (``senn.conv_scores``)."""
         g = output_gradient_moment(d, normalise=True)
         grad_w = d.T @ a / a.shape[0]
         eta = float(natural_score(grad_w, a.T @ a / a.shape[0], g))
+        if positions != 1:
+            eta = positions * eta
         damped = damp(g, self.damping)
         return layer_stats(a, d, damped), eta, damped
 
@@ -196,6 +216,8 @@ class NaturalExpansionSelector(Selector):
         return 1.0 if self.prior_scale == "unit" else 1 / math.sqrt(max(fan_in, 1))
 
     def _width_site(self, ctx, net, sample, layer: str, cap: int, budget: list) -> Site | None:
+        if isinstance(net.layers[layer], ConvLayer):
+            return self._conv_width_site(ctx, net, sample, layer, cap, budget)
         tgt = net.order[net.order.index(layer) + 1]
         src = net.incoming(layer)[0].source
         x = sample.outputs[src]
@@ -243,12 +265,78 @@ class NaturalExpansionSelector(Selector):
                     proposal={"weight": torch.stack(weights).float(), "bias": torch.stack(biases).float()},
                     info={"kind": "width", "scores": scores})
 
+    def _conv_width_site(self, ctx, net, sample, layer: str, cap: int, budget: list) -> Site | None:
+        """:meth:`_width_site` for conv ``layer``: channel proposals, scored on (example, position) pairs."""
+        tgt = net.order[net.order.index(layer) + 1]
+        conn_in, conn_out = net.incoming(layer)[0], net.incoming(tgt)[0]
+        target = net.layers[layer]
+        src_map = sample.maps[conn_in.source]
+        patches = torch.nn.functional.unfold(src_map, conn_in.kernel_size, padding=conn_in.padding,
+                                             stride=conn_in.stride).float()  # (N, D, L1)
+        pre_hw = spatial_sizes(net)[layer][0]
+        reader = conn_out if isinstance(conn_out, ConvConnection) else None
+        positions = sample.positions[tgt]
+        n_in = patches.shape[1]
+        per_channel = conn_out.shape[0] * (conn_out.weight[0, 0].numel() if reader is not None
+                                           else sample.maps[layer][0, 0].numel())
+        cost = n_in + 1 + per_channel + (2 if target.norm is not None and target.norm.affine else 0)
+        act_layer = copy.deepcopy(target).float().requires_grad_(False)
+        scale = self._scale(n_in)
+        a, d = sample.inputs[tgt], sample.grads[tgt]
+        weights, biases, scores, width = [], [], [], target.size
+        record = self.last_check["layers"].setdefault(layer, {})
+        population = None
+
+        def features(theta, rows=None):
+            p = patches if rows is None else patches[rows]
+            maps = candidate_maps(act_layer, p, (theta[:, :-1] * scale).float(), theta[:, -1].float(), pre_hw)
+            return channel_features(maps.double(), reader)
+
+        def scores_on(stats, rows=None):
+            return lambda theta: conv_expansion_scores(stats, features(theta, rows), positions)[0]
+
+        subset = self._search_rows(src_map.shape[0], ctx.generator)
+        while width + len(weights) < cap and budget[0] >= cost:
+            stats, eta, _ = self._stats(a, d, positions)
+            if subset is None:
+                theta, s = self._search(scores_on(stats), n_in + 1, eta, ctx.generator, init=population)
+            else:  # search on a subset of the examples (all their positions), choose on the whole sample
+                pair = (subset[:, None] * positions + torch.arange(positions)).reshape(-1)
+                theta, _ = self._search(scores_on(self._stats(a[pair], d[pair], positions)[0], subset), n_in + 1,
+                                        eta, ctx.generator, init=population)
+                with torch.no_grad():
+                    s = scores_on(stats)(theta)
+            index, delta = self._choose(s, eta, ctx.generator)
+            population = theta
+            accepted = self._accepts(delta, eta, sample.output_grad_sq)
+            record.update(eta=eta, delta=delta, units=len(weights) + accepted)
+            if not accepted:
+                break
+            w, b = theta[index, :-1] * scale, theta[index, -1]
+            weights.append(w)
+            biases.append(b)
+            scores.append(delta)
+            with torch.no_grad():
+                f = features(theta[index:index + 1])[0]  # (rows, k): the channel joins tgt's inputs
+            a = torch.cat([a[:, :-1], f, a[:, -1:]], 1)
+            budget[0] -= cost
+        if not weights:
+            return None
+        kernels = torch.stack(weights).float().reshape(len(weights), *conn_in.weight.shape[1:])
+        return Site(layer=layer, n_units=len(weights), score=sum(scores),
+                    proposal={"weight": kernels, "bias": torch.stack(biases).float()},
+                    info={"kind": "width", "scores": scores})
+
     def _depth_site(self, ctx, net, sample, budget: list) -> Site | None:
         hidden = net.hidden_layers()
         if len(hidden) >= len(self.capacity):
             return None
         best = None
         for i, (src, tgt) in enumerate(zip(net.order, net.order[1:])):
+            if is_spatial(net, src) or isinstance(net.layers[tgt], ConvLayer):
+                log.info("SENN depth %s -> %s: inserting a layer at a conv layer (or across the flatten boundary) "
+                         "is not implemented; link skipped", src, tgt)
+                continue
             k = net.layers[src].size
             widths = [net.layers[h].size for h in hidden[:i]] + [k] + [net.layers[h].size for h in hidden[i:]]
             if any(w > c - 1 for w, c in zip(widths, self.capacity)):
