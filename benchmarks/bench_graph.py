@@ -11,6 +11,11 @@
    copies of a connection (no library file is changed), each checked against the library's output
    and gradients first.
 4. ``torch.compile`` of the GrowableNet MLP 784-512-512-10: does it work, compile time, step gain.
+5. Conv training step: ``GrowableNet.cnn((3, 32, 32), [16, 32, 64], [], 10)`` (VGG-like: three blocks
+   of conv 3x3, batch norm, ReLU, max pool 2, then Linear 1024-10) against its ``export()`` (an
+   ``nn.Sequential`` with equal weights; outputs checked first), batch 128, for ``--conv-seeds`` seeds;
+   then a net grown from 4-8-16 to 16-32-64 by ``ops.add_channels`` (with Adam) against its export.
+   ``--conv`` runs only this part; ``--skip-conv`` leaves it out.
 
 Compared systems run interleaved: blocks of steps alternate between them (order reversed every
 block) after a warm-up, and the median over blocks is reported, so background load falls on all
@@ -19,6 +24,7 @@ alike. The machine's load average is recorded before and after.
 Usage::
 
     PYTHONPATH=src python benchmarks/bench_graph.py [--quick] [--repeats N] [--seed S] [--out FILE]
+        [--threads N] [--skip-compile] [--conv | --skip-conv] [--conv-seeds K]
 """
 
 from __future__ import annotations
@@ -125,7 +131,8 @@ def interleave(steps: dict, batches, *, blocks: int, warmup: int, block_seconds:
             for i in range(k):
                 step(*batches[(b * k + i) % len(batches)])
             times[name].append((time.perf_counter() - start) / k)
-    return {name: {"median": statistics.median(v), "min": min(v), "per_block": k} for name, v in times.items()}
+    return {name: {"median": statistics.median(v), "min": min(v), "per_block": k, "blocks_s": v}
+            for name, v in times.items()}
 
 
 def interleaved_epochs(steps: dict, data_x, data_y, perms, *, chunk: int, warmup: int,
@@ -537,6 +544,85 @@ def bench_compile(args) -> dict:
     return result
 
 
+# ---------------------------------------------------------------------------- 5. conv step
+CONV_INPUT = (3, 32, 32)
+CONV_WIDTHS = [16, 32, 64]
+CONV_GROWN_FROM = [4, 8, 16]
+
+
+def image_batches(n: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.rand(BATCH, *CONV_INPUT, generator=gen), torch.randint(0, 10, (BATCH,), generator=gen))
+            for _ in range(n)]
+
+
+def grown_cnn(seed: int) -> GrowableNet:
+    """``GrowableNet.cnn`` 4-8-16 grown to 16-32-64 by ``ops.add_channels`` (three rounds of +4, +8,
+    +16 on h1, h2, h3), with an Adam optimizer (state carried) and one training step before and
+    after each round: its weights and Adam state have the grown layout."""
+    net = GrowableNet.cnn(CONV_INPUT, CONV_GROWN_FROM, [], 10, seed=seed)
+    step, optimizer = make_step(net)
+    batches = image_batches(2, seed + 100)
+    gen = torch.Generator().manual_seed(seed + 200)
+    step(*batches[0])
+    for _ in range(3):
+        for name, n in zip(("h1", "h2", "h3"), CONV_GROWN_FROM):
+            ops.add_channels(net, name, n, optimizer=optimizer, generator=gen)
+        step(*batches[1])
+    if [net.layers[n].size for n in ("h1", "h2", "h3")] != CONV_WIDTHS:
+        raise RuntimeError(f"grown net has widths {net.widths()}")
+    return net
+
+
+def bench_conv_one(net: GrowableNet, label: str, seed: int, args) -> dict:
+    """Training step of ``net`` against ``net.export()`` (same weights), interleaved."""
+    twin = net.export()
+    x = image_batches(1, seed + 1)[0][0]
+    net.train(), twin.train()
+    with torch.no_grad():  # training mode (batch statistics) and evaluation mode (running statistics)
+        probe = copy.deepcopy(net), copy.deepcopy(twin)
+        diff_train = float((probe[0](x) - probe[1](x)).abs().max())
+        diff_eval = float((probe[0].eval()(x) - probe[1].eval()(x)).abs().max())
+    if diff_train > 1e-5 or diff_eval > 1e-5:
+        raise RuntimeError(f"{label}: export disagrees (train {diff_train}, eval {diff_eval})")
+    steps = {"growable": make_step(net)[0], "sequential": make_step(twin)[0]}
+    # short blocks (2-3 steps), many of them: the two systems alternate every ~0.2 s, so a burst of
+    # background load falls on both alike
+    t = interleave(steps, image_batches(8, seed + 2), blocks=args.conv_blocks, warmup=args.conv_warmup,
+                   block_seconds=args.block_seconds / 4, min_per_block=2)
+    g, q = t["growable"], t["sequential"]
+    paired = [a / b for a, b in zip(g["blocks_s"], q["blocks_s"])]  # block b of each: adjacent in time
+    return {"net": label, "seed": seed, "growable_ms": g["median"] * 1e3, "sequential_ms": q["median"] * 1e3,
+            "ratio": g["median"] / q["median"], "ratio_of_min_blocks": g["min"] / q["min"],
+            "median_paired_ratio": statistics.median(paired),
+            "steps_per_block": g["per_block"], "blocks": args.conv_blocks,
+            "max_abs_output_diff_train": diff_train, "max_abs_output_diff_eval": diff_eval}
+
+
+def bench_conv_step(args) -> dict:
+    """VGG-like 3-block conv net on CIFAR-sized input (batch 128): GrowableNet.cnn against its export,
+    for ``args.conv_seeds`` seeds, then a grown net (4-8-16 -> 16-32-64) against its export."""
+    rows = []
+    for seed in range(args.seed, args.seed + args.conv_seeds):
+        net = GrowableNet.cnn(CONV_INPUT, CONV_WIDTHS, [], 10, seed=seed)
+        rows.append(bench_conv_one(net, "cnn 16-32-64", seed, args))
+        print(f"  conv seed {seed}: ratio {rows[-1]['ratio']:.3f} (load {_load()})", file=sys.stderr, flush=True)
+    rows.append(bench_conv_one(grown_cnn(args.seed), "grown 4-8-16 -> 16-32-64", args.seed, args))
+    ratios = [r["ratio"] for r in rows[:args.conv_seeds]]
+    return {"input_shape": list(CONV_INPUT), "rows": rows, "median_ratio_fresh": statistics.median(ratios),
+            "max_ratio_fresh": max(ratios)}
+
+
+def conv_table(c: dict) -> str:
+    rows = [("| Net | Seed | GrowableNet ms | nn.Sequential ms | Ratio | Median paired-block ratio | "
+             "Ratio of min blocks | Target | Pass |"), "|---|---|---|---|---|---|---|---|---|"]
+    for r in c["rows"]:
+        rows.append(f"| {r['net']} | {r['seed']} | {r['growable_ms']:.2f} | {r['sequential_ms']:.2f} | "
+                    f"{r['ratio']:.3f} | {r['median_paired_ratio']:.3f} | {r['ratio_of_min_blocks']:.3f} | "
+                    f"<= 1.10 | {_ok(r['ratio'] <= 1.10)} |")
+    return "\n".join(rows)
+
+
 # ---------------------------------------------------------------------------- report
 def _ok(flag: bool) -> str:
     return "pass" if flag else "FAIL"
@@ -583,6 +669,10 @@ def tables(results: dict) -> str:
         cells = [f"{k['us'][n]:.0f} ({k['ratio'][n]:.2f})" if n in k["us"] else "-" for n in names]
         rows.append(f"| {conn} | {k['shape'][0]}x{k['shape'][1]}, {k['live']}, {k['density']:.4f} | "
                     + " | ".join(cells) + f" | {k['fastest']} |")
+    if "conv_step" in results and isinstance(results["conv_step"], dict) and "rows" in results["conv_step"]:
+        rows += ["", ("Conv training step (3x32x32, conv 16-32-64 with batch norm, ReLU, max pool, then "
+                      "Linear 1024-10; batch 128; median of the interleaved blocks):"), "",
+                 conv_table(results["conv_step"])]
     return "\n".join(rows)
 
 
@@ -612,8 +702,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write every result as JSON here")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N) (default: torch's)")
     parser.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile measurement")
+    parser.add_argument("--conv", action="store_true",
+                        help="run only the conv training-step measurement (section 5)")
+    parser.add_argument("--skip-conv", action="store_true", help="leave out the conv training-step measurement")
+    parser.add_argument("--conv-seeds", type=int, default=3, help="seeds of the conv step measurement (default 3)")
     args = parser.parse_args(argv)
-    for name in ("repeats", "threads"):
+    if args.conv and args.skip_conv:
+        parser.error("--conv and --skip-conv exclude each other")
+    for name in ("repeats", "threads", "conv_seeds"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be a positive integer, got --{name}={getattr(args, name)}")
     if args.threads is not None:
@@ -621,6 +717,7 @@ def main(argv=None) -> int:
     quick = args.quick
     args.blocks = args.repeats or (6 if quick else 20)
     args.block_seconds, args.warmup = (0.05, 3) if quick else (0.5, 20)
+    args.conv_warmup, args.conv_blocks = (3, args.repeats or 10) if quick else (10, 3 * (args.repeats or 20))
     args.add_repeats, args.kernel_blocks = (10, 4) if quick else (30, 10)
     args.rounds, args.chunk = 2, (10 if quick else 25)
     args.epoch_samples, args.epoch_budget = (20 * BATCH, 8.0) if quick else (60000, 150.0)
@@ -636,13 +733,16 @@ def main(argv=None) -> int:
     parts = (("mlp_step", lambda: [bench_mlp_step(w, args) for w in ([784, 100, 10], [784, 512, 512, 10])]),
              ("add_units", lambda: bench_add_units(args)), ("edge_expansion", lambda: bench_edge_expansion(args)),
              ("compile", lambda: {"ok": False, "error": "skipped (--skip-compile)"} if args.skip_compile
-              else bench_compile(args)))
+              else bench_compile(args)),
+             ("conv_step", lambda: {"skipped": True} if args.skip_conv else bench_conv_step(args)))
+    if args.conv:
+        parts = parts[-1:]
     for key, run in parts:
         results[key] = run()
         print(f"{key} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     results["wall_seconds"] = time.perf_counter() - started
     results["load_average_after"] = _load()
-    results["table"] = tables(results)
+    results["table"] = conv_table(results["conv_step"]) if args.conv else tables(results)
     print(results["table"])
     print(f"\n{results['command']}  (wall {results['wall_seconds']:.0f} s, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, load average {results['load_average_before']} before, "
