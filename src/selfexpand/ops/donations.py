@@ -7,7 +7,15 @@ existing unit (``n_old x fan_in``, and ``n_old`` for the bias), and the effectiv
     existing unit i:  w_i - sum_j D_j[i]        new unit j:  w_j + sum_i D_j[i]
 
 so each existing unit hands part of its weight vector to each new unit and the layer's total incoming
-weight is conserved (Shared-Weights Extender, ALGORITHMS.md §2). :func:`bake_donations` writes the
+weight is conserved (Shared-Weights Extender, ALGORITHMS.md §2).
+
+A conv layer (``graph.conv``): a unit is a channel and its "row" is its incoming kernel
+``(n_in, kh, kw)`` in each conv connection into the layer, so ``D_j`` is ``n_old x n_in x kh x kw``
+per connection (and ``n_old`` for the bias): existing channel ``i`` uses ``K_i - sum_j D_j[i]``, new
+channel ``j`` uses ``K_j + sum_i D_j[i]``, entry by entry (kernel position by kernel position), and
+the layer's total incoming kernel is conserved. Nothing is donated on the outgoing side (kernels out
+of the layer, or the ``P`` position columns of a dense reader at the flatten boundary), as for a
+dense layer's outgoing columns; nor on the layer's batch norm. :func:`bake_donations` writes the
 effective values into the weights and drops the donations. The stored weights themselves do not
 change in between; whoever trains the donations decides what else trains.
 
@@ -37,7 +45,8 @@ DEFAULT_MAX_DONATION_ENTRIES = 2 ** 26
 
 
 class Donation(nn.Module):
-    """Parametrization ``value + [-sum_j D_j ; sum_i D_j[i]]`` (rows: the old units, then the new)."""
+    """Parametrization ``value + [-sum_j D_j ; sum_i D_j[i]]`` (rows: the old units, then the new; a
+    row is a weight row, a conv kernel ``(n_in, kh, kw)`` or a bias entry)."""
 
     def __init__(self, n_new: int, n_old: int, rest: tuple[int, ...], std: float, generator, like: torch.Tensor):
         super().__init__()
@@ -61,7 +70,7 @@ def check_donation_bound(net, layer: str, n_new: int, max_entries: int, *, n_old
         GrowthError: naming the entries, the bound and the setting ``max_donation_entries``.
     """
     n_old = net.layers[layer].size if n_old is None else n_old
-    fan_in = sum(c.shape[1] for c in _incoming(net, layer))
+    fan_in = sum(c.weight[0].numel() for c in _incoming(net, layer))  # a conv row: n_in x kh x kw
     entries = n_new * n_old * (fan_in + 1)
     if entries > max_entries:
         raise GrowthError(
@@ -110,7 +119,7 @@ def attach_donations(net, layer: str, n_new: int, *, std: float = 1e-4, generato
     incoming = _incoming(net, layer)
     params = []
     for conn in incoming:
-        donation = Donation(n_new, n_old, (conn.shape[1],), std, generator, conn.weight)
+        donation = Donation(n_new, n_old, tuple(conn.shape[1:]), std, generator, conn.weight)
         parametrize.register_parametrization(conn, "weight", donation)
         params.append((donation.donation, conn.parametrizations.weight.original))
     donation = Donation(n_new, n_old, (), std, generator, target.bias)

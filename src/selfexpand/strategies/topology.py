@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import GrowthError
+from ..graph.conv import ConvConnection, ConvLayer, positions
 
 __all__ = ["growable_layers", "unit_cost", "chain_connections", "layers_last_first", "resolve_signed"]
 
@@ -28,10 +29,20 @@ def growable_layers(net) -> list[str]:
 
 
 def unit_cost(net, layer: str) -> int:
-    """``params`` one new unit of ``layer`` adds: its incoming weights, its bias, its outgoing weights."""
-    fan_in = sum(c.shape[1] for c in net.incoming(layer) if c.out_index is None)
-    fan_out = sum(c.shape[0] for c in net.outgoing(layer) if c.in_index is None)
-    return fan_in + 1 + fan_out
+    """``params`` one new unit of ``layer`` adds: its incoming weights, its bias, its outgoing weights;
+    for a conv layer's channel: its incoming kernels, bias, batch-norm weight and bias, and its outgoing
+    kernels or its positions' columns in a dense reader."""
+    target = net.layers[layer]
+    if not isinstance(target, ConvLayer):
+        fan_in = sum(c.shape[1] for c in net.incoming(layer) if c.out_index is None)
+        fan_out = sum(c.shape[0] for c in net.outgoing(layer) if c.in_index is None)
+        return fan_in + 1 + fan_out
+    cost = 1 + (2 if target.norm is not None else 0)
+    cost += sum(c.weight[0].numel() for c in net.incoming(layer) if c.out_index is None)
+    for c in net.outgoing(layer):
+        if c.in_index is None:
+            cost += c.weight[:, 0].numel() if isinstance(c, ConvConnection) else c.shape[0] * positions(net, layer)
+    return cost
 
 
 def chain_connections(net, layer: str, *, who: str = "this strategy") -> tuple[str, str]:

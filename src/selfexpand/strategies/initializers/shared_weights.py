@@ -41,6 +41,22 @@ no history in its second moments, weight decay alone moves them by about ``lr`` 
 
 Donations hold ``n_new * n_old * fan_in`` entries: a request above ``max_donation_entries`` fails
 before the graph changes, naming the bound.
+
+**Conv layers** (``grows_channels``; a conv start, ``conv=[...]``). A channel is a unit. Step 1 adds
+channels with ``nn.Conv2d``'s Kaiming-uniform kernels and zero outgoing kernels (zero position columns
+in a dense reader at the flatten boundary); its batch norm, if any, starts at weight 1, bias 0. Step 2
+donates over kernels (``ops.attach_donations``): ``D_j`` holds one incoming kernel ``(n_in, kh, kw)``
+per existing channel, so existing channel ``i`` uses ``K_i - sum_j D_j[i]`` and new channel ``j``
+``K_j + sum_i D_j[i]``, entry by entry; the bias is donated as for a dense layer. Step 3 trains the
+donations and the connections that read the layer (outgoing kernels, or the dense reader's columns);
+the layer's stored kernels, bias and batch-norm weight and bias take no update at all (bit for bit; the
+batch norm's running statistics follow the batches, as in any training epoch). ``new_bias="median"``
+takes the median over the first 1,024 examples *and* their positions (half of a new channel's
+pre-activations start positive). ``revive`` takes a conv channel's activity over examples and
+positions too, and leaves a layer with batch norm alone: in training mode the batch statistics
+re-centre every channel, its pre-norm bias cancels out, so a bias cannot revive it.
+The function is not preserved, as for a dense layer: the donations start at ``N(0, donation_std^2)``
+(``donation_std=0``: the outputs are unchanged until integration trains them).
 """
 
 from __future__ import annotations
@@ -51,6 +67,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ...graph.conv import ConvConnection, ConvLayer
 from ...ops import add_units
 from ...ops.donations import DEFAULT_MAX_DONATION_ENTRIES, attach_donations, bake_donations, check_donation_bound
 from ...settings import setting
@@ -82,6 +99,7 @@ class SharedWeightsExtender(Initializer):
     """
 
     name = "swe"
+    grows_channels = True  # conv layers: donations over kernels (module docstring)
     donation_std: float = setting(Number(0), 1e-4, "standard deviation of the initial donations "
                                                    "(the paper's N(0, 1e-4), read as a standard deviation)")
     integration_epochs: int = setting(Integer(0), 1, "integration epochs per grown layer (epochs of the run; "
@@ -173,7 +191,8 @@ def _fresh_like(optimizer, params: list):
 @torch.no_grad()
 def _pre_activations(ctx, layer: str, incoming: dict) -> torch.Tensor:
     """Pre-activations (without bias) of rows ``incoming`` (connection name -> rows) of ``layer`` on
-    the first ``MEDIAN_BATCH`` training examples."""
+    the first ``MEDIAN_BATCH`` training examples: ``(examples, n)``, or for a conv layer's kernels
+    ``(examples * positions, n)`` (every position of every example)."""
     net = ctx.model
     was_training = net.training
     net.eval()
@@ -185,7 +204,12 @@ def _pre_activations(ctx, layer: str, incoming: dict) -> torch.Tensor:
         x = outputs[conn.source]
         if conn.in_index is not None:
             x = x.index_select(1, conn.in_index)
-        pre = pre + F.linear(x, rows.to(x))
+        if isinstance(conn, ConvConnection):
+            pre = pre + F.conv2d(x, rows.to(x), None, conn.stride, conn.padding)
+        else:  # a dense row; a spatial source is read flattened, channel-major (the flatten boundary)
+            pre = pre + F.linear(x.flatten(1), rows.to(x))
+    if pre.dim() == 4:
+        pre = pre.permute(0, 2, 3, 1).reshape(-1, pre.shape[1])
     return pre
 
 
@@ -199,8 +223,13 @@ def _median_bias(ctx, layer: str, incoming: dict) -> torch.Tensor:
 def revive_dead_units(ctx, layer: str, n: int) -> int:
     """Give each of the last ``n`` units of ``layer`` that is active (pre-activation > 0) on fewer than
     ``DEAD_ACTIVE`` of the first ``MEDIAN_BATCH`` training examples the median bias for its current
-    incoming weights (in place: the bias keeps its identity and optimizer state). Returns how many."""
+    incoming weights (in place: the bias keeps its identity and optimizer state). Returns how many.
+    A conv channel's activity is over examples and positions; a conv layer with batch norm is left
+    alone (returns 0): its pre-norm bias cancels in training mode."""
     net = ctx.model
+    target = net.layers[layer]
+    if isinstance(target, ConvLayer) and target.norm is not None:
+        return 0  # batch statistics re-centre the channel in training mode: its bias cannot revive it
     rows = {name: conn.effective_weight()[-n:] for name, conn in net.connections.items()
             if conn.target == layer and conn.out_index is None}
     pre = _pre_activations(ctx, layer, rows)

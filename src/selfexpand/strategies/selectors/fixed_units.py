@@ -33,23 +33,10 @@ _CHANNEL_FRACTION = setting(Number(0, low_open=True), 0.25, "new channels of a c
 _MAX_CHANNELS = setting(IntegerList(1), [], "the most channels of each conv layer, from the input ([]: no cap)")
 
 
-def _cost(net, layer: str) -> int:
-    """``params`` one new unit (or channel) of ``layer`` adds."""
-    target = net.layers[layer]
-    if not isinstance(target, ConvLayer):
-        return unit_cost(net, layer)
-    cost = 1 + (2 if target.norm is not None else 0)
-    cost += sum(c.weight[0].numel() for c in net.incoming(layer) if c.out_index is None)
-    for c in net.outgoing(layer):
-        if c.in_index is None:
-            cost += c.weight[:, 0].numel() if isinstance(c, ConvConnection) else c.shape[0] * positions(net, layer)
-    return cost
-
-
 def _fit(ctx, layer: str, units: int) -> int:
     """How many of ``units`` new units of ``layer`` fit in the context's parameter budget."""
     left = ctx.params_left()
-    return units if math.isinf(left) else max(0, min(units, int(left // _cost(ctx.model, layer))))
+    return units if math.isinf(left) else max(0, min(units, int(left // unit_cost(ctx.model, layer))))
 
 
 def _amount(net, layer: str, units: int, fraction: float, caps: list) -> int:
@@ -123,7 +110,7 @@ def _within_budget(ctx, sites: list[Site]) -> list[Site]:
         return sites
     net = ctx.model
     while sites:
-        cost = sum(s.n_units * _cost(net, s.layer) for s in sites)
+        cost = sum(s.n_units * unit_cost(net, s.layer) for s in sites)
         for a, b in zip(sites, sites[1:]):
             joins = [c for c in net.connections.values() if c.source == a.layer and c.target == b.layer]
             if joins:

@@ -16,6 +16,23 @@ relu(z)`` near ``g = 0``, so this is the paper's pre-activation gate exactly; fo
 activations it is the output gate. ``B`` comes from the trigger (``Decision.amount``, the rounds
 schedule) or from ``units``. With a parameter budget, votes are taken in rank order while the
 units they add still fit.
+
+**Conv layers** (``grows_channels``; a conv start, ``conv=[...]``): a conv layer's units are its
+channels, and its candidates are ``candidates_per_unit * B`` candidate channels: incoming kernels
+``(n_in, kh, kw)``, biases and outgoing kernels ``(n_out, kh, kw)`` (or a dense reader's ``P``
+position columns, the flatten boundary) ``U(-init_scale, init_scale)``; their batch norm, if any,
+starts at weight 1, bias 0. The vote is the dense one with the gate on the channel's output map
+``h_j`` (after batch norm, activation and pooling: before the norm a gate would cancel in training
+mode): ``h_j -> (1 + g_j) h_j`` on every position, and ``dL/dg_j`` is the training-set mean of
+``sum_p dL/dh_jp * h_jp``. It is read off the outgoing weights, with no gate module: every reader is
+linear in ``h_j``, so scaling ``h_j`` by ``(1 + g_j)`` is scaling the channel's outgoing kernels (or
+columns) ``W_j`` by ``(1 + g_j)``, and ``dL/dg_j = sum (W_j * dL/dW_j)`` over those entries (a mask,
+if any, is inside ``W * dL/dW``). Dense and conv candidates are pooled in one ranking by this same
+quantity, the rate at which growing the unit (channel) lowers the loss; a vote gives its layer one
+unit or one channel. A channel's cost for the budget is ``fixed_units``': its kernels in and out,
+bias, batch-norm weight and bias, a dense reader's ``P`` columns; two adjacent growing layers' new
+units meet through one weight per pair, a kernel area between conv layers, ``P`` columns at the
+flatten boundary.
 """
 
 from __future__ import annotations
@@ -28,6 +45,7 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import GrowthError
+from ...graph.conv import ConvConnection, ConvLayer, positions
 from ...graph.modulators import GateModulator
 from ...ops import add_units
 from ...settings import setting
@@ -52,6 +70,7 @@ class SteepestVotingSelector(Selector):
     trigger's amount (the rounds schedule), else ``units``."""
 
     name = "svod"
+    grows_channels = True  # conv layers: candidate channels, voted beside dense units (module docstring)
     units: int = setting(Integer(1), 36, "units to distribute when the trigger sets no amount")
     candidates_per_unit: int = setting(Integer(1), 2, "candidates per layer = this x the units to add (the paper: 2)")
     init_scale: float = setting(Number(0, low_open=True), 0.01, "candidates' values are U(-init_scale, init_scale)")
@@ -94,31 +113,57 @@ class SteepestVotingSelector(Selector):
         return sites
 
     def _candidates(self, net, layers: list[str], n: int, gen) -> torch.nn.Module:
-        """A copy of ``net`` with ``n`` candidates appended to every layer of ``layers``."""
+        """A copy of ``net`` with ``n`` candidates appended to every layer of ``layers`` (channels of a
+        conv layer: kernels in and out, or a dense reader's position columns)."""
         trial = copy.deepcopy(net)
         s = self.init_scale
         for name in layers:
-            incoming = {k: _uniform((n, c.shape[1]), s, gen) for k, c in trial.connections.items()
+            p = positions(trial, name)
+            incoming = {k: _uniform((n, *c.shape[1:]), s, gen) for k, c in trial.connections.items()
                         if c.target == name and c.out_index is None}
-            outgoing = {k: _uniform((c.shape[0], n), s, gen) for k, c in trial.connections.items()
-                        if c.source == name and c.in_index is None}
+            outgoing = {k: _uniform((c.shape[0], n, *c.shape[2:]) if isinstance(c, ConvConnection)
+                                    else (c.shape[0], n * p), s, gen)
+                        for k, c in trial.connections.items() if c.source == name and c.in_index is None}
             add_units(trial, name, n, incoming=incoming, bias=_uniform((n,), s, gen), outgoing=outgoing)
         return trial
 
     def _gate_gradients(self, ctx, trial, layers: list[str], n: int) -> list[torch.Tensor]:
-        """Mean ``dL/dg`` of each layer's last ``n`` units over the training set (one pass)."""
-        gates = []
+        """Mean ``dL/dg`` of each layer's last ``n`` units over the training set (one pass): a dense
+        layer's through a gate modulator, a conv layer's from its outgoing weights (module docstring)."""
+        tensors, readers = [], []  # readers[i]: the slot of layer i's gate, or [(slot, connection)]
         for name in layers:
             layer = trial.layers[name]
-            layer.modulator = GateModulator(layer.size).to(layer.bias)
-            gates.append(layer.modulator.gate)
+            if isinstance(layer, ConvLayer):
+                outs = [c for c in trial.outgoing(name) if c.in_index is None]
+                readers.append([(len(tensors) + i, c) for i, c in enumerate(outs)])
+                tensors += [c.weight for c in outs]
+            else:
+                layer.modulator = GateModulator(layer.size).to(layer.bias)
+                readers.append(len(tensors))
+                tensors.append(layer.modulator.gate)
         trial.invalidate()
         for p in trial.parameters():
             p.requires_grad_(False)
-        for g in gates:
-            g.requires_grad_(True)
+        for t in tensors:
+            t.requires_grad_(True)
         batch = self.gate_batch_size or (ctx.batch_size if net_has_batch_statistics(trial) else max(ctx.batch_size, 1024))
-        return [g[-n:] for g in ctx.mean_gradients(gates, model=trial, batch_size=batch)]
+        grads = ctx.mean_gradients(tensors, model=trial, batch_size=batch)
+        out = []
+        for name, read in zip(layers, readers):
+            if isinstance(read, int):
+                out.append(grads[read][-n:])
+                continue
+            size, p = trial.layers[name].size, positions(trial, name)
+            total = torch.zeros(size, dtype=torch.float64)
+            for slot, c in read:
+                # W * dL/dW = (W * M) * dL/d(W * M): a mask drops out
+                wg = c.weight.detach().double().cpu() * grads[slot]
+                if isinstance(c, ConvConnection):
+                    total += wg.sum((0, 2, 3))
+                else:  # columns c * P + p: channel c's positions
+                    total += wg.view(c.shape[0], size, p).sum((0, 2))
+            out.append(total[-n:])
+        return out
 
     def _vote(self, ctx, net, layers: list[str], grads: list[torch.Tensor], amount: int) -> dict[str, int]:
         pooled = torch.cat(grads)
@@ -127,20 +172,31 @@ class SteepestVotingSelector(Selector):
         votes = {name: 0 for name in layers}
         left = ctx.params_left()
         costs = [unit_cost(net, name) for name in layers]
-        # a new unit also meets the new units of adjacent growing layers: one weight each
-        adjacent = [[j for j, other in enumerate(layers) if any(
-            c.in_index is None and c.out_index is None and {c.source, c.target} == {name, other}
-            for c in net.connections.values())] for name in layers]
+        # a new unit also meets the new units of adjacent growing layers: one weight each (a kernel
+        # area between conv layers, the source's positions at the flatten boundary)
+        place = {name: i for i, name in enumerate(layers)}
+        adjacent: list[dict[int, int]] = [{} for _ in layers]
+        for c in net.connections.values():
+            if c.in_index is None and c.out_index is None and c.source in place and c.target in place:
+                a, b, w = place[c.source], place[c.target], _pair_weights(net, c)
+                adjacent[a][b] = adjacent[b][a] = max(w, adjacent[a].get(b, 0))
         cast = 0
         for i in ranked:
             if cast == amount:
                 break
-            cost = costs[i] + sum(votes[layers[j]] for j in adjacent[i])
+            cost = costs[i] + sum(votes[layers[j]] * w for j, w in adjacent[i].items())
             if cost <= left:
                 votes[layers[i]] += 1
                 left -= cost
                 cast += 1
         return votes
+
+
+def _pair_weights(net, c) -> int:
+    """Weights connection ``c`` holds between one unit (channel) of its source and one of its target."""
+    if isinstance(c, ConvConnection):
+        return c.weight[0, 0].numel()
+    return positions(net, c.source)
 
 
 def net_has_batch_statistics(net) -> bool:
