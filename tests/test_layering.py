@@ -26,7 +26,7 @@ _STRATEGIES = ["", "base", "method", "registry", "topology", "unit_values", "hel
                "senn.natural_scores", "senn.proposals", "budget", "triggers", "triggers.checks", "triggers.interval", "triggers.plateau",
                "triggers.rounds", "selectors", "selectors.edge_significance", "selectors.fixed_units",
                "selectors.natural_expansion", "selectors.steepest_voting", "initializers", "initializers.edge_split",
-               "initializers.firefly", "initializers.gradmax", "initializers.gradmax_conv",
+               "initializers.firefly", "initializers.firefly_conv", "initializers.gradmax", "initializers.gradmax_conv",
                "initializers.natural_expansion", "initializers.net2net", "initializers.new_units",
                "initializers.shared_weights"]
 _TRAIN = ["", "auxiliary", "callbacks", "context", "flops", "growth_lr", "history", "metrics", "natural_gradient",

@@ -81,7 +81,7 @@ def test_a_conv_run_exports_and_predicts_from_flat_rows(mnist_conv_run, tmp_path
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--method", "firefly", "--set", "conv=[4]"], "cannot grow a conv start yet"),
+    (["--method", "edge", "--set", "conv=[4]"], "cannot grow a conv start yet"),
     (["--method", "random", "--set", "conv=[4]", "--front", "conv-small"], "fixed front"),
     (["--method", "edge", "--dataset", "cifar10"], None),  # edge's cifar10 row stays dense: no refusal there
 ])

@@ -40,7 +40,7 @@ def test_other_rows_keep_a_dense_start(method):
         assert resolve_config(method, "cifar10")["conv"] == []
 
 
-_REFUSING = ["edge", "firefly", "edge-reference"]  # swe, svod-random, svod-zero grow channels (test_swe_conv)
+_REFUSING = ["edge", "edge-reference"]  # swe, svod-random, svod-zero grow channels (test_swe_conv)
 
 
 @pytest.mark.parametrize("method", _REFUSING)

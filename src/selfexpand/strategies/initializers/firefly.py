@@ -32,6 +32,9 @@ examples on a throw-away copy. Candidates may also be given as a selector's prop
 (``Site.proposal["incoming"]``, ``["bias"]``, ``["split_directions"]`` of shape ``(size, n_src + 1)``
 or ``(size, r, n_src + 1)``). Splits and new units chosen at one site give two events
 (``split_units`` first, then ``add_units``).
+
+*Conv layers* (``grows_channels``): on a ``ConvLayer`` the same rule acts on channels, candidate
+channels and channel splits (``strategies.initializers.firefly_conv``, which states the formulas).
 """
 
 from __future__ import annotations
@@ -44,19 +47,21 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError, GrowthError
+from ...graph.conv import ConvLayer
 from ...ops import add_units, split_units
 from ...settings import setting
 from ...validators import Boolean, Integer, Number
 from ..base import Initializer, Site
 from ..registry import register_part
 from ..topology import chain_connections, layers_last_first
+from .firefly_conv import grow_conv_site
 
 __all__ = ["FireflyInitializer", "layer_signals", "candidate_gains", "split_gains", "apply_splits"]
 
 
 def layer_signals(ctx, layer: str, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-example ``a_{l-1}`` (``(n, n_src)``) and ``dL/dz_{l+1}`` of the sample's mean loss
-    (``(n, n_tgt)``) for hidden ``layer``, over the first ``sample`` training examples."""
+    """Per-example ``a_{l-1}`` (``(n, n_src)``; a conv source's maps flattened) and ``dL/dz_{l+1}`` of
+    the sample's mean loss (``(n, n_tgt)``) for hidden ``layer``, over the first ``sample`` training examples."""
     net = ctx.model
     conn_in, conn_out = chain_connections(net, layer, who="Firefly")
     source, target = net.connections[conn_in].source, net.connections[conn_out].target
@@ -80,7 +85,8 @@ def layer_signals(ctx, layer: str, sample: int) -> tuple[torch.Tensor, torch.Ten
     outputs = probe_net.layer_outputs(x)
     loss = ctx.loss_fn(outputs[probe_net.output_name], y)
     (delta,) = torch.autograd.grad(loss, seen["z"])
-    return outputs[source].detach().double(), delta.detach().double()
+    # a conv source (the flatten boundary): its maps flattened channel-major, as the connection reads them
+    return outputs[source].detach().flatten(1).double(), delta.detach().double()
 
 
 def candidate_gains(a: torch.Tensor, delta: torch.Tensor, incoming: torch.Tensor, bias: torch.Tensor,
@@ -145,6 +151,7 @@ class FireflyInitializer(Initializer):
     """New units and unit splits chosen together by their predicted loss decrease."""
 
     name = "firefly"
+    grows_channels = True  # conv layers: firefly_conv.py
     candidates_per_unit: int = setting(Integer(1), 4, "new-unit candidates per unit to add, and split "
                                                       "directions tried per existing unit")
     eps: float = setting(_POSITIVE, 1e-2, "scale of the new units' outgoing weights and of the splits' nudge")
@@ -157,6 +164,9 @@ class FireflyInitializer(Initializer):
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []
         for site in layers_last_first(net, sites):
+            if isinstance(net.layers[site.layer], ConvLayer):
+                events.extend(grow_conv_site(self, ctx, site))
+                continue
             conn_in, conn_out = chain_connections(net, site.layer, who="Firefly")
             activation = net.layers[site.layer].activation
             a, delta = layer_signals(ctx, site.layer, self.sample)
