@@ -23,7 +23,8 @@ _DATA = ["", "base", "cifar", "idx", "registry", "senn_tasks", "synthetic", "tab
 _REPORT = ["", "describe", "inactivity", "plots", "summary"]
 _STRATEGIES = ["", "base", "method", "registry", "topology", "unit_values", "helpers", "helpers.edge_pruning",
                "helpers.edge_statistics", "helpers.start_values", "senn", "senn.chain_sample", "senn.conv_scores",
-               "senn.natural_scores", "senn.proposals", "budget", "triggers", "triggers.checks", "triggers.interval", "triggers.plateau",
+               "senn.natural_scores", "senn.proposals", "budget", "triggers", "triggers.checks", "triggers.interval",
+               "triggers.plateau",
                "triggers.rounds", "selectors", "selectors.edge_significance", "selectors.fixed_units",
                "selectors.natural_expansion", "selectors.steepest_voting", "initializers", "initializers.edge_split",
                "initializers.firefly", "initializers.firefly_conv", "initializers.gradmax", "initializers.gradmax_conv",

@@ -128,9 +128,9 @@ def _check_conv(plan: _Plan, config: dict) -> None:
     if lacking:
         raise ConfigError(f"method {plan.method!r} cannot grow a conv start yet (conv={config['conv']}): its "
                           f"{' and '.join(lacking)} can only choose or grow dense units or edges, not the channels "
-                          f"of conv layers (parts that can: `selfexpand methods --parts`; methods: random, zero, firefly, "
-                          f"net2net, gradmax, swe, svod-random, svod-zero, senn); or give this method a dense "
-                          f"start (conv=[]) or a fixed --front")
+                          f"of conv layers (parts that can: `selfexpand methods --parts`; methods: random, zero, "
+                          f"firefly, net2net, gradmax, swe, svod-random, svod-zero, senn); or give this method a "
+                          f"dense start (conv=[]) or a fixed --front")
 
 
 def resolve_config(method: str, dataset: str = "*", overrides: dict | None = None) -> dict:
