@@ -199,6 +199,16 @@ class NaturalExpansionSelector(Selector):
         with torch.no_grad():
             return theta.detach(), score_fn(theta.detach()).detach()
 
+    def _take(self, s, theta, eta, ctx, sample, record: dict, n_before: int, scale):
+        """The softmax / argmax choice among the proposals' scores ``s`` and its acceptance test; the
+        record updated either way. Returns ``(index, incoming weights, bias, score)`` or None (refused)."""
+        index, delta = self._choose(s, eta, ctx.generator)
+        accepted = self._accepts(delta, eta, sample.output_grad_sq)
+        record.update(eta=eta, delta=delta, units=n_before + accepted)
+        if not accepted:
+            return None
+        return index, theta[index, :-1] * scale, theta[index, -1], delta
+
     def _choose(self, scores: torch.Tensor, eta: float, generator) -> tuple[int, float]:
         if self.choice == "best":
             index, value = best_choice(scores)
@@ -246,13 +256,11 @@ class NaturalExpansionSelector(Selector):
                                         eta, ctx.generator, init=population)
                 with torch.no_grad():
                     s = scores_on(stats, x32)(theta)
-            index, delta = self._choose(s, eta, ctx.generator)
             population = theta
-            accepted = self._accepts(delta, eta, sample.output_grad_sq)
-            record.update(eta=eta, delta=delta, units=len(weights) + accepted)
-            if not accepted:
+            chosen = self._take(s, theta, eta, ctx, sample, record, len(weights), scale)
+            if chosen is None:
                 break
-            w, b = theta[index, :-1] * scale, theta[index, -1]
+            index, w, b, delta = chosen
             weights.append(w)
             biases.append(b)
             scores.append(delta)
@@ -306,13 +314,11 @@ class NaturalExpansionSelector(Selector):
                                         eta, ctx.generator, init=population)
                 with torch.no_grad():
                     s = scores_on(stats)(theta)
-            index, delta = self._choose(s, eta, ctx.generator)
             population = theta
-            accepted = self._accepts(delta, eta, sample.output_grad_sq)
-            record.update(eta=eta, delta=delta, units=len(weights) + accepted)
-            if not accepted:
+            chosen = self._take(s, theta, eta, ctx, sample, record, len(weights), scale)
+            if chosen is None:
                 break
-            w, b = theta[index, :-1] * scale, theta[index, -1]
+            index, w, b, delta = chosen
             weights.append(w)
             biases.append(b)
             scores.append(delta)
