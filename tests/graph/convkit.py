@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 import torch
 from hypothesis import strategies as st
 
+from graphkit import ACTIVATIONS as ACTS
 from selfexpand.graph import ConvLayer, GrowableNet, Layer
 from selfexpand.graph.conv import spatial_sizes
-
-ACTS = ("relu", "tanh", "identity")
-TOL = dict(rtol=1e-5, atol=1e-5)
 
 
 @dataclass

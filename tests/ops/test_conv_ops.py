@@ -9,7 +9,8 @@ import math
 
 import pytest
 import torch
-from convkit import TOL, conv_layers, draw_conv_case, outputs
+from convkit import conv_layers, draw_conv_case, outputs
+from graphkit import TOL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

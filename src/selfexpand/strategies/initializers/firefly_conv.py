@@ -245,15 +245,7 @@ def _splits(init, ctx, site, layer, conn_in, conn_out, a, delta):
         return torch.zeros(0, d + 1, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
     pre = F.conv2d(a, conn_in.effective_weight(), layer.bias, conn_in.stride, conn_in.padding)
     grad_h = _grad_h(conn_out, delta, _finish_eval(layer, pre).shape)
-    proposal = site.proposal or {}
-    if "split_directions" in proposal:
-        given = torch.as_tensor(proposal["split_directions"], dtype=torch.float64)
-        given = given[:, None, :] if given.dim() == 2 else given
-        if given.dim() != 3 or given.shape[0] != c or given.shape[2] != d + 1 or given.shape[1] < 1:
-            raise ConfigError(f"proposal split_directions must be ({c}, {d + 1}) or ({c}, r, {d + 1}), "
-                              f"got {tuple(given.shape)}")
-    else:
-        given = torch.randn(c, init.candidates_per_unit, d + 1, generator=ctx.generator, dtype=torch.float64)
+    given = init._split_directions(ctx, site, c, d)  # a kernel's entries and its bias, as a unit's weights
     mask = torch.cat([conn_in.live().reshape(c, -1), torch.ones(c, 1, dtype=torch.bool)], 1).double()[:, None, :]
     directions = _unit(given, mask)
     if init.steps:

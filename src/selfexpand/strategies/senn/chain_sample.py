@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import GrowthError
-from ...graph.conv import ConvConnection, ConvLayer
+from ...graph.conv import ConvConnection
 from .conv_scores import patch_rows, position_rows
 
 __all__ = ["ChainSample", "chain_sample", "sample_rows"]
@@ -70,47 +70,18 @@ def chain_sample(net, x: torch.Tensor, y: torch.Tensor, loss_fn) -> ChainSample:
     if not net.is_chain():
         raise GrowthError("SENN needs a chain network (every layer reads the whole previous layer only); "
                           f"this one has layers {net.order} and connections {list(net.connections)}")
-    if getattr(net, "input_shape", None) is not None or any(isinstance(l, ConvLayer) for l in net.layers.values()):
-        return _conv_chain_sample(net, x, y, loss_fn)
+    return _chain_sample(net, x, y, loss_fn)
+
+
+def _chain_sample(net, x: torch.Tensor, y: torch.Tensor, loss_fn) -> ChainSample:
+    """:func:`chain_sample`'s pass: a dense connection is one row per example (one position), a conv
+    connection one row per (example, position) pair (module docstring)."""
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
             h = net.front(x) if net.front is not None else x
-            h = h.flatten(1) if h.dim() > 2 else h
-        h = h.detach()
-        outputs, pres = {net.input_name: h}, {}
-        for name in net.order[1:]:
-            layer = net.layers[name]
-            conn = net.incoming(name)[0]
-            pre = F.linear(h, conn.effective_weight().detach(), layer.bias.detach()).requires_grad_(True)
-            pres[name] = pre
-            h = layer.activation(pre)
-            if layer.modulator is not None:
-                h = h * layer.modulator().detach()
-            outputs[name] = h
-        loss = loss_fn(h, y) * x.shape[0]
-        grads = torch.autograd.grad(loss, list(pres.values()), allow_unused=True)
-    finally:
-        net.train(was_training)
-    outputs = {k: v.detach().double().cpu() for k, v in outputs.items()}
-    ones = torch.ones(x.shape[0], 1, dtype=torch.float64)
-    inputs, d = {}, {}
-    for (name, pre), g in zip(pres.items(), grads):
-        inputs[name] = torch.cat([outputs[net.incoming(name)[0].source], ones], 1)
-        d[name] = (torch.zeros_like(pre) if g is None else g).detach().double().cpu()
-    out_grad = d[net.output_name]
-    return ChainSample(outputs=outputs, inputs=inputs, grads=d, output_grad_sq=float(out_grad.pow(2).sum(1).mean()))
-
-
-def _conv_chain_sample(net, x: torch.Tensor, y: torch.Tensor, loss_fn) -> ChainSample:
-    """:func:`chain_sample` on a chain with conv layers (module docstring)."""
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            h = net.front(x) if net.front is not None else x
-            if h.dim() > 2 and net.input_shape is None:
+            if h.dim() > 2 and getattr(net, "input_shape", None) is None:
                 h = h.flatten(1)
         h = h.detach()
         acts, pres = {net.input_name: h}, {}
