@@ -30,10 +30,11 @@ _STRATEGIES = ["", "base", "method", "registry", "topology", "unit_values", "hel
                "initializers.firefly", "initializers.firefly_conv", "initializers.gradmax", "initializers.gradmax_conv",
                "initializers.natural_expansion", "initializers.net2net", "initializers.new_units",
                "initializers.shared_weights"]
-_TRAIN = ["", "auxiliary", "callbacks", "context", "flops", "growth_lr", "history", "metrics", "natural_gradient",
-          "progress", "recorders", "settings", "tensorboard", "trainer"]
+_TRAIN = ["", "auxiliary", "callbacks", "context", "flops", "growth_lr", "growth_step", "history", "metrics",
+          "natural_gradient", "progress", "recorders", "settings", "tensorboard", "trainer"]
 _PRESETS = ["", "baselines", "edge", "preset", "registry", "resolve", "senn", "size", "starts", "swe"]
-_RUNS = ["runs", "twins", "runconfig", "rundir", "runlock", "runchecks", "runwriter", "estimate", "sklearn"]
+_RUNS = ["runs", "twins", "runconfig", "rundir", "runlock", "runchecks", "runwriter", "estimate", "sklearn",
+         "lightning", "lightning_ckpt", "lightning_data"]
 _SWEEP = ["", "engine", "grid", "report", "runner"]
 _BENCH = ["", "front", "jobs", "plots", "rows", "runner", "tables"]
 

@@ -25,6 +25,7 @@ import torch
 from ..hooks import Hooks
 from ..strategies.method import GrowthMethod
 from ..validators import number, one_of
+from . import growth_step
 from .callbacks import Callback
 from .context import GrowthContext
 from .flops import FLOP_KEYS, FlopMeter, warm_up
@@ -195,27 +196,14 @@ class Trainer:
         meter = ctx.growth_meter = FlopMeter() if self._acts else None
         try:
             with meter if meter is not None else contextlib.nullcontext():
-                events = self._call(hooks, "on_validation_end", ctx, record=record)
-                reason = ""
-                if self.method.trigger is not None:
-                    decision = self.method.trigger.decide(ctx)
-                    ctx.decision = decision
-                    reason = decision.reason
-                    if decision.grow:
-                        sites = self.method.selector.select(ctx) if self.method.selector else []
-                        if sites:
-                            events += self.method.initializer.grow(ctx, sites)
+                events, reason = growth_step.grow(self.method, hooks, ctx, record)
                 integration = sum(r["seconds"] for r in ctx.history.records[n_records:]
                                   if r["type"] == "epoch" and r.get("phase") == "integration")
                 growth_seconds = time.perf_counter() - grow_start - integration
                 record["growth_seconds"] = growth_seconds
                 if integration:
                     record["integration_seconds"] = integration
-                if events:
-                    for event in events:
-                        ctx.history.append({"type": "growth", "epoch": ctx.epoch, "reason": reason,
-                                            **event.to_dict()})
-                    self._call(hooks, "on_grow_end", ctx, events=events, reason=reason)
+                growth_step.announce(hooks, ctx, events, reason)
         finally:
             ctx.growth_meter = None
         record["growth_flops"] = meter.total if meter is not None else 0
@@ -237,10 +225,7 @@ class Trainer:
     @staticmethod
     def _call(hooks: list[Hooks], hook: str, ctx, **kwargs) -> list:
         """Call ``hook`` on every part, then every callback; the growth events they return, in order."""
-        events = []
-        for h in hooks:
-            events += getattr(h, hook)(ctx, **kwargs) or []
-        return events
+        return growth_step.call_hooks(hooks, hook, ctx, **kwargs)
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> tuple[dict, dict[str, torch.Tensor]]:
