@@ -206,10 +206,12 @@ def _twin(make_config, out: Path, resume: bool):
     return _train(make_config(), resume)
 
 
-def front_job(family: str, reference_run: str, architecture: str, hidden: list[int], seed: int, out: str,
+def front_job(family: str, reference_run: str, architecture: str, point: str, seed: int, out: str,
               threads: int | None, resume: bool = False) -> list[dict]:
     """One static front network: ``architecture`` (a folder with its ``model.safetensors``) trained from
-    fresh values with the settings, data, epochs and seed of ``reference_run`` (a grown run of the family)."""
+    fresh values with the settings, data, epochs and seed of ``reference_run`` (a grown run of the family),
+    as its static twin is (a conv network too). ``point``: its name, the row's ``hidden``
+    (:func:`selfexpand.bench.front.point_name`)."""
     from ..runs import twin_config
 
     _threads(threads)
@@ -220,17 +222,20 @@ def front_job(family: str, reference_run: str, architecture: str, hidden: list[i
     except Exception as exc:
         log.debug("front run failed: %s", traceback.format_exc())
         row = error_row(method, seed, "front", exc, family=family)
-        row["hidden"] = "-".join(map(str, hidden))
-        return [row]
-    return [summary_row(method, seed, "front", summary, run_dir, family=family, hidden=hidden)]
+    else:
+        row = summary_row(method, seed, "front", summary, run_dir, family=family)
+    row["hidden"] = point
+    return [row]
 
 
 def start_key(run_dir: str | Path, method: str) -> tuple:
-    """What makes two methods one family: ``(start network, hidden widths, fixed front)`` of a run."""
+    """What makes two methods one family: ``(start network, hidden widths, fixed front, conv channels)``
+    of a run (``conv`` ``()`` for a dense start)."""
     import yaml
 
     from ..presets import get_preset
 
     config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    hidden = _stored_settings(config).get("hidden")
-    return get_preset(method).start, tuple(hidden or ()), config.get("front")
+    settings = _stored_settings(config)
+    return (get_preset(method).start, tuple(settings.get("hidden") or ()), config.get("front"),
+            tuple(settings.get("conv") or ()))

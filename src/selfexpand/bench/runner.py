@@ -43,7 +43,8 @@ def run_bench(dataset: str, methods: list[str], seeds: int, out: str | Path, *, 
             growth FLOPs dwarf an epoch of the final network, as SENN's proposals on two moons:
             tens of thousands of the twin's epochs).
         resume: keep the finished runs already in ``out/runs`` (a bench interrupted before), continue
-            the interrupted ones from their checkpoints, run the rest.
+            the interrupted ones from their checkpoints, run the rest (a bench finished with
+            ``front=False`` and resumed with ``front=True`` trains only its fronts).
 
     ``out/results.csv`` is rewritten after every job with the rows so far (:func:`write_bench`
     writes the final one). The data is loaded once before any run, so a bad file, target or
@@ -189,13 +190,13 @@ def _front_tasks(rows: list[dict], root: Path, seeds: int, threads: int | None, 
                         fam.label, fam.start)
             continue
         folder = root / f"front-{fam.label}"
-        for widths, template in write_templates(fam, folder / "architectures"):
+        for point, template in write_templates(fam, folder / "architectures"):
             for seed in range(seeds):
                 reference = fam.reference(seed)
                 if reference is None:  # every run of the family failed on this seed
                     continue
                 name = template.name + f"-seed{seed}"
-                tasks.append((front_job, (fam.label, reference["run_dir"], str(template), widths, seed,
+                tasks.append((front_job, (fam.label, reference["run_dir"], str(template), point, seed,
                                           str(folder / name), threads, resume)))
     counter.add(len(tasks))
     return tasks

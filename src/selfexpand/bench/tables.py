@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from .front import front_at, front_rows, sweeps
+from .front import front_at, front_rows, point_label, sweeps
 from .plots import plot_pareto
 from .rows import kind_of, ok, write_results_csv
 
@@ -79,9 +79,11 @@ def _front_lines(rows: list[dict]) -> list[str]:
     families = _families(rows)
     if not families:
         return []
+    conv = any(str(r.get("hidden") or "").startswith("c") for r in rows if kind_of(r) == "front")
+    head = "widths (c: conv channels, h: dense hidden)" if conv else "hidden widths"
     lines = ["", "Static fronts (each network trained the full budget with the settings of its family's first "
              "method; mean over seeds):", "",
-             "| family | hidden widths | params | test metric | validation metric (final) | train GFLOPs |",
+             f"| family | {head} | params | test metric | validation metric (final) | train GFLOPs |",
              "|---|---|---|---|---|---|"]
     for family in families:
         members = front_rows(rows, family)
@@ -97,7 +99,7 @@ def _front_lines(rows: list[dict]) -> list[str]:
         if not picks:
             lines.append(f"- {family}: no front network finished")
             continue
-        chosen = ", ".join(f"hidden {p['pick'].get('hidden') or 'none'} ({int(float(p['pick']['params_final'])):,} "
+        chosen = ", ".join(f"{point_label(p['pick'].get('hidden') or '')} ({int(float(p['pick']['params_final'])):,} "
                            f"params, seed {p['seed']})" for p in picks)
         lines.append(f"- {family}: picks {chosen}; test {_fmt(p['pick']['test_metric'] for p in picks)}; "
                      f"{_fmt((p['flops'] for p in picks), 'giga')} GFLOPs")
