@@ -36,7 +36,7 @@ _PRESETS = ["", "baselines", "edge", "preset", "registry", "resolve", "senn", "s
 _RUNS = ["runs", "twins", "runconfig", "rundir", "runlock", "runchecks", "runwriter", "estimate", "sklearn",
          "lightning", "lightning_ckpt", "lightning_data"]
 _SWEEP = ["", "engine", "grid", "report", "runner"]
-_BENCH = ["", "front", "jobs", "plots", "rows", "runner", "tables"]
+_BENCH = ["", "front", "front_points", "jobs", "plots", "rows", "runner", "tables"]
 
 
 def _names(package: str, modules: list[str]) -> list[str]:
