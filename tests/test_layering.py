@@ -14,7 +14,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "selfexpand"
 
-_CORE = ["errors", "validators", "settings", "hooks", "_version", "catalog", "events"]
+_CORE = ["errors", "validators", "settings", "hooks", "_version", "catalog", "events", "spaces"]
 _GRAPH = ["", "activations", "conv", "conv_build", "counts", "export", "from_module", "fronts", "init", "modulators",
           "network", "parts", "plain", "rational", "saving", "size_modulators", "size_nets", "spec"]
 _OPS = ["", "channel_add", "channels", "checks", "compact", "conv_layers", "connection_edit", "donations", "edges",
@@ -37,6 +37,7 @@ _RUNS = ["runs", "twins", "runconfig", "rundir", "runlock", "runchecks", "runwri
          "lightning", "lightning_ckpt", "lightning_data"]
 _SWEEP = ["", "engine", "grid", "report", "runner"]
 _BENCH = ["", "front", "front_points", "jobs", "plots", "rows", "runner", "tables"]
+_SEARCH = ["", "loop", "options", "pick", "plots", "pruner", "report", "space", "storage", "study", "trial", "workers"]
 
 
 def _names(package: str, modules: list[str]) -> list[str]:
@@ -54,8 +55,9 @@ LAYERS: dict[str, str] = {
     **{m: "strategies" for m in _names("strategies", _STRATEGIES)},
     **{m: "train" for m in _names("train", _TRAIN)},
     **{m: "presets" for m in _names("presets", _PRESETS)},
-    **{m: "runs" for m in _names("", _RUNS) + _names("sweep", _SWEEP) + _names("bench", _BENCH)},
-    **{m: "cli" for m in _names("", ["cli", "cli_parser", "cli_commands", "cli_batch", "cli_output"])},
+    **{m: "runs" for m in _names("", _RUNS) + _names("sweep", _SWEEP) + _names("bench", _BENCH)
+                        + _names("search", _SEARCH)},
+    **{m: "cli" for m in _names("", ["cli", "cli_parser", "cli_commands", "cli_batch", "cli_output", "cli_search"])},
     PACKAGE: "package",
 }
 

@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import cli_batch, cli_commands
+from . import cli_batch, cli_commands, cli_search
 from .cli_parser import UsageError, build_parser
 from .cli_parser import fraction as _fraction  # noqa: F401  (kept importable under their old names)
 from .cli_parser import positive_float as _positive_float  # noqa: F401
@@ -31,7 +31,7 @@ _parser = build_parser
 
 COMMANDS = {"train": cli_commands.train, "resume": cli_commands.resume, "inspect": cli_commands.inspect_run,
             "predict": cli_commands.predict, "methods": cli_commands.methods, "sweep": cli_batch.sweep,
-            "bench": cli_batch.bench}
+            "bench": cli_batch.bench, "search": cli_search.search}
 
 OUT_OF_MEMORY_HINT = ("make the run smaller: a smaller `hidden` (--set hidden=[...]), a smaller --batch-size, "
                       "or a --max-params bound on growth")

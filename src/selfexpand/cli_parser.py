@@ -221,6 +221,41 @@ def _add_bench(sub) -> None:
     b.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_search(sub) -> None:
+    s = sub.add_parser("search", help="let Optuna pick a method and its settings on the validation split",
+                       description="Each trial trains one run (a method and settings from their search spaces) on "
+                                   "the training split and is judged on the validation split; the test split is never "
+                                   "read. The first trials of a new study are the methods' defaults. The study lives "
+                                   "in --storage, so several processes can share it; running the command again "
+                                   "continues it. Writes OUT/trials/, trials.csv, search.md, PNG plots and OUT/best/.")
+    s.add_argument("--dataset", default="digits", help="dataset name or a .csv / .npz file (default: digits)")
+    s.add_argument("--methods", default=None, help="comma-separated methods to choose among (default: edge, random, "
+                                                   "zero, net2net, gradmax, firefly, swe)")
+    s.add_argument("--trials", type=positive_int, required=True, metavar="N",
+                   help="trials this process finishes (complete or pruned)")
+    s.add_argument("--storage", metavar="URL", help="Optuna storage: an RDB URL, an SQLite .db file or a journal "
+                                                    ".log file (default: OUT/study.db)")
+    s.add_argument("--study", metavar="NAME", help="study name (default: <dataset>-<methods>-seed<seed>)")
+    s.add_argument("--jobs", type=positive_int, default=1, metavar="J", help="worker processes (default: 1)")
+    s.add_argument("--threads", type=positive_int, metavar="N", help="torch threads per worker (default: 1 for "
+                                                                     "digits and tables, else torch's own, or the "
+                                                                     "cores shared out among --jobs)")
+    s.add_argument("--timeout", type=positive_float, metavar="S", help="start no trial after S seconds (default: none)")
+    s.add_argument("--out", help="folder of the search, new or this search's (default: runs/search-<study>)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the runs and the sampler (default: 0)")
+    s.add_argument("--repeats", type=positive_int, metavar="R", help="runs per trial, seeds SEED..SEED+R-1, judged by "
+                                                                      "their mean (default: 3 when the validation "
+                                                                      "split is under 1,000 examples, else 1)")
+    s.add_argument("--epochs", type=positive_int, metavar="N", help=f"epochs of every trial (default: {ROW})")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a setting in every trial, not searched (repeatable)")
+    s.add_argument("--target", help="target column of a CSV file")
+    s.add_argument("--val-fraction", type=fraction, default=0.2, metavar="F", help="validation fraction (default: 0.2)")
+    s.add_argument("--data-dir", help="folder holding the dataset (default: $SELFEXPAND_DATA)")
+    s.add_argument("--no-prune", action="store_true", help="run every trial to its end (default: prune)")
+    s.add_argument("--quiet", action="store_true", help="no line per trial")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand (no torch imported)."""
     from ._version import __version__
@@ -234,4 +269,5 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs(sub)
     _add_sweep(sub)
     _add_bench(sub)
+    _add_search(sub)
     return p

@@ -80,17 +80,19 @@ def check_training(settings: dict, config: RunConfig) -> None:
                           device=device)  # checks the budget and every training setting
 
 
-def _load_data(config: RunConfig, settings: dict | None = None):
-    """The run's data; with a conv start (``settings["conv"]`` not empty) as ``(N, C, H, W)`` images
-    (``data.base.as_images``: MNIST's flat rows viewed as ``1 x 28 x 28``), which a table refuses."""
+def _load_data(config: RunConfig, settings: dict | None = None, data=None):
+    """The run's data (``data``: given, loaded already); with a conv start (``settings["conv"]`` not
+    empty) as ``(N, C, H, W)`` images (``data.base.as_images``: MNIST's flat rows viewed as
+    ``1 x 28 x 28``), which a table refuses."""
     declared = dataset_options(config.dataset)
     extra = {} if config.task is None else {"task": config.task}  # load_dataset's task= is for files
     if (settings or {}).get("conv") and config.front is not None:
         raise ConfigError(f"conv={settings['conv']} builds growable conv blocks on the images; it cannot be "
                           f"combined with the fixed front {config.front!r} (leave out one of them)")
-    data = load_dataset(config.dataset, data_dir=config.data_dir, target=config.target,
-                        test_file=config.test_file, seed=config.seed, val_fraction=config.val_fraction,
-                        options={k: v for k, v in config.settings.items() if k in declared}, **extra)
+    if data is None:
+        data = load_dataset(config.dataset, data_dir=config.data_dir, target=config.target,
+                            test_file=config.test_file, seed=config.seed, val_fraction=config.val_fraction,
+                            options={k: v for k, v in config.settings.items() if k in declared}, **extra)
     return as_images(data) if (settings or {}).get("conv") else data
 
 
@@ -184,8 +186,15 @@ def compute_twin_config(run_dir: str | Path, *, out: str | None = None) -> RunCo
     return twin
 
 
-def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: list[str] | None = None):
+def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: list[str] | None = None,
+              data=None):
     """Train a fresh run into a new run directory (locked while it is written).
+
+    Args:
+        data: the run's ``Dataset``, loaded already as ``config`` says (its dataset, seed, val_fraction
+            and options: not checked); ``selfexpand search`` loads it once for all its trials and
+            passes it with an empty test split, which the run then does not evaluate (``test_metric``
+            None). Default: loaded here.
 
     Returns:
         ``(run_dir, summary)``.
@@ -202,7 +211,7 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
     else:
         method, method_name = build_method(config.method, settings), config.method
     check_training(settings, config)
-    data = _load_data(config, settings)
+    data = _load_data(config, settings, data)
     if config.twin_of:
         model = twin_model(config.twin_of, config.seed)
     else:

@@ -10,7 +10,9 @@ The dataclass writes the constructor; :class:`Configurable` checks every setting
 after construction (so ``PlateauTrigger(plateau_threshold=-1)`` raises ``ConfigError``), then calls
 :meth:`Configurable.setup` for cross-setting checks and run-time state. ``settings()`` returns the
 values the object holds, ``declared()`` the declarations: validation, ``--set`` parsing, the method
-listing and the tests all read them. Imports no torch.
+listing and the tests all read them. A setting worth searching declares its search space too
+(``space=LogFloat(1e-4, 1e-1)``, :mod:`selfexpand.spaces`): ``selfexpand search`` tries values from it.
+Imports no torch.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .spaces import Space, check_space
 from .validators import Rule
 
 __all__ = ["Setting", "setting", "same_setting", "Configurable", "declared_settings"]
@@ -35,6 +38,7 @@ class Setting:
         default: the value when none is given.
         help: one line saying what it does.
         attribute: the attribute holding it (``name`` unless the key is a Python keyword: ``lambda``).
+        space: the values ``selfexpand search`` may try (:mod:`selfexpand.spaces`; None: not searched).
     """
 
     name: str
@@ -42,6 +46,7 @@ class Setting:
     default: Any
     help: str
     attribute: str = ""
+    space: Space | None = None
 
     def check(self, value):
         """``value`` normalised, or :class:`ConfigError` naming the setting and the rule."""
@@ -56,22 +61,31 @@ class Setting:
         return f"{self.help} ({self.rule.describe()}; default {self.default!r})"
 
 
-def setting(rule: Rule, default, help: str, *, key: str | None = None):
+def setting(rule: Rule, default, help: str, *, key: str | None = None, space: Space | None = None):
     """A dataclass field declaring a setting (``key``: its configuration name when the attribute
-    cannot have it, e.g. ``lambda``). List defaults are copied for every instance."""
-    meta = {"setting": (rule, default, help, key)}
+    cannot have it, e.g. ``lambda``; ``space``: the values a search may try, which must include
+    ``default`` and pass ``rule``). List defaults are copied for every instance.
+
+    Raises:
+        ConfigError: a space that is no :class:`~selfexpand.spaces.Space`, leaves out the default or
+            holds a value the rule refuses.
+    """
+    if space is not None:
+        check_space(key or f"({help})", space, default, rule)  # the field's name is not known yet
+    meta = {"setting": (rule, default, help, key), "space": space}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
-def same_setting(owner: type, name: str):
+def same_setting(owner: type, name: str, *, space: Space | None = None):
     """A dataclass field re-declaring ``owner``'s setting ``name`` unchanged, for a class that passes
-    it on to an ``owner`` it builds (so the setting is still declared in one place)."""
+    it on to an ``owner`` it builds (so the setting is still declared in one place); ``space``: a
+    search space for it here (default: ``owner``'s)."""
     for f in dataclasses.fields(owner):
         if f.metadata.get("setting") and (f.metadata["setting"][3] or f.name) == name:
             rule, default, help_text, key = f.metadata["setting"]
-            return setting(rule, default, help_text, key=key)
+            return setting(rule, default, help_text, key=key, space=space or f.metadata.get("space"))
     raise ConfigError(f"{owner.__name__} declares no setting {name!r}")
 
 
@@ -83,7 +97,7 @@ def declared_settings(cls) -> tuple[Setting, ...]:
     for f in dataclasses.fields(cls):
         if "setting" in f.metadata:
             rule, default, help_text, key = f.metadata["setting"]
-            out.append(Setting(key or f.name, rule, default, help_text, f.name))
+            out.append(Setting(key or f.name, rule, default, help_text, f.name, f.metadata.get("space")))
     return tuple(out)
 
 

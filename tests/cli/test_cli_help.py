@@ -28,7 +28,7 @@ def test_catalog_equals_the_registries():
     assert catalog.TASKS == tuple(TASKS)
 
 
-SUBCOMMANDS = ("train", "resume", "inspect", "predict", "methods", "sweep", "bench")
+SUBCOMMANDS = ("train", "resume", "inspect", "predict", "methods", "sweep", "bench", "search")
 
 
 def test_help_and_the_method_listing_import_no_torch():

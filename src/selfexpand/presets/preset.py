@@ -1,13 +1,16 @@
 """``Preset``: a published method as plain data, the parts it is made of and its settings per dataset.
 
-Imports nothing but the standard library: the rows can be read (and a method listing made) without
-torch. ``selfexpand.presets`` resolves a preset's row into a run's configuration and builds its parts.
+Imports nothing but the standard library and :mod:`selfexpand.spaces`: the rows can be read (and a
+method listing made) without torch. ``selfexpand.presets`` resolves a preset's row into a run's
+configuration and builds its parts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Mapping
+
+from ..spaces import Space
 
 __all__ = ["Preset", "TABLE_ROW", "ANY_ROW"]
 
@@ -28,6 +31,8 @@ class Preset:
         trigger, selector, initializer: registered part names (None: the method has none).
         helpers: registered helper parts that run with the method (``nonnegative-biases``).
         start: the start network (``mlp``, ``senn``, ``size-weight``, ``controller-mask``).
+        space: setting -> the search space ``selfexpand search`` uses for this method instead of the one
+            its part declares (:mod:`selfexpand.spaces`); ``None`` fixes the setting at the row's value.
     """
 
     name: str
@@ -38,6 +43,7 @@ class Preset:
     initializer: str | None = None
     helpers: tuple[str, ...] = ()
     start: str = "mlp"
+    space: Mapping[str, Space | None] = field(default_factory=dict)
 
     def parts(self) -> dict[str, str | None]:
         """``{"trigger": ..., "selector": ..., "initializer": ...}``."""

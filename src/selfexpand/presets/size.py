@@ -9,6 +9,7 @@ of the synthetic training sets). The start network: one hidden layer of ``n_max`
 size modulator, weights and biases ``U[-1, 1]``.
 """
 
+from ..spaces import LogFloat
 from .preset import Preset
 
 FULL_BATCH = 1 << 20  # larger than any training set these presets are meant for: one step per epoch
@@ -31,13 +32,19 @@ _CONTROLLER = dict(_TRAINING, epochs=5000, lr=1e-3, optimizer="adam", n_max=10, 
 _SIZE_WEIGHT_DIGITS = dict(_SIZE_WEIGHT_CLASSIFICATION, epochs=2000, lr=0.5)
 _CONTROLLER_DIGITS = dict(_CONTROLLER, epochs=2000)
 
+# the search (`selfexpand search`): one epoch is one full-batch step, so the batch size stays; there are no
+# growth steps to warm up after; the size loss's weight is searched
+_SIZE_WEIGHT_SPACE = {"batch_size": None, "growth_warmup": None, "lambda": LogFloat(1e-3, 1.0)}
+_CONTROLLER_SPACE = {"batch_size": None, "growth_warmup": None, "size_weight": LogFloat(0.01, 3.0)}
+
 PRESETS = (
     Preset("size-weight", "a trainable size weight N gates the hidden units (size by gradient descent)",
            rows={"*": _SIZE_WEIGHT, "step-sine": _SIZE_WEIGHT_CLASSIFICATION, "digits": _SIZE_WEIGHT_DIGITS},
-           start="size-weight"),
+           start="size-weight", space=_SIZE_WEIGHT_SPACE),
     Preset("controller-mask", "a controller output c masks the hidden units per unit (size by gradient descent)",
-           rows={"*": _CONTROLLER, "digits": _CONTROLLER_DIGITS}, start="controller-mask"),
+           rows={"*": _CONTROLLER, "digits": _CONTROLLER_DIGITS}, start="controller-mask", space=_CONTROLLER_SPACE),
     Preset("controller-mask-reference", "controller-mask with the reference code's two defects (for reproduction)",
            rows={"*": dict(_CONTROLLER, reference_defects=True),
-                 "digits": dict(_CONTROLLER_DIGITS, reference_defects=True)}, start="controller-mask"),
+                 "digits": dict(_CONTROLLER_DIGITS, reference_defects=True)}, start="controller-mask",
+           space=_CONTROLLER_SPACE),
 )

@@ -50,6 +50,7 @@ from ...errors import ConfigError, GrowthError
 from ...graph.conv import ConvLayer
 from ...ops import add_units, split_units
 from ...settings import setting
+from ...spaces import Int, LogFloat
 from ...validators import Boolean, Integer, Number
 from ..base import Initializer, Site
 from ..registry import register_part
@@ -153,9 +154,10 @@ class FireflyInitializer(Initializer):
     name = "firefly"
     grows_channels = True  # conv layers: firefly_conv.py
     candidates_per_unit: int = setting(Integer(1), 4, "new-unit candidates per unit to add, and split "
-                                                      "directions tried per existing unit")
-    eps: float = setting(_POSITIVE, 1e-2, "scale of the new units' outgoing weights and of the splits' nudge")
-    steps: int = setting(Integer(0), 10, "Adam steps on the candidates before choosing")
+                                                      "directions tried per existing unit", space=Int(1, 8))
+    eps: float = setting(_POSITIVE, 1e-2, "scale of the new units' outgoing weights and of the splits' nudge",
+                         space=LogFloat(1e-3, 0.1))
+    steps: int = setting(Integer(0), 10, "Adam steps on the candidates before choosing", space=Int(0, 20))
     step_lr: float = setting(_POSITIVE, 1e-2, "learning rate of the new units' candidates")
     sample: int = setting(Integer(1), 2048, "training examples used for the signals")
     splits: bool = setting(Boolean(), True, "let splits of existing units compete with new units")

@@ -28,6 +28,7 @@ import torch
 from ...graph.conv import ConvLayer
 from ...ops import add_units
 from ...settings import setting
+from ...spaces import LogFloat
 from ...validators import Number
 from ..base import Initializer, Site
 from ..registry import register_part
@@ -61,7 +62,9 @@ class GradMaxInitializer(Initializer):
 
     name = "gradmax"
     grows_channels = True  # conv layers: gradmax_conv.py
-    epsilon: float = setting(Number(0), 1e-3, "norm of each new unit's incoming weights (0: function preserved exactly)")
+    epsilon: float = setting(Number(0), 1e-3,
+                             "norm of each new unit's incoming weights (0: function preserved exactly)",
+                             space=LogFloat(1e-5, 0.1))
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []

@@ -22,6 +22,7 @@ from ...errors import GrowthError
 from ...graph.activations import make_activation
 from ...ops import insert_identity_layer, split_units
 from ...settings import setting
+from ...spaces import LogFloat
 from ...validators import Choice, Number, Text
 from ..base import Initializer, Site
 from ..registry import register_part
@@ -37,7 +38,8 @@ class Net2NetWiderInitializer(Initializer):
 
     name = "net2net"
     grows_channels = True
-    noise: float = setting(Number(0), 1e-3, "standard deviation of the antisymmetric noise on split outgoing weights")
+    noise: float = setting(Number(0), 1e-3, "standard deviation of the antisymmetric noise on split outgoing weights",
+                           space=LogFloat(1e-5, 0.1))
 
     def grow(self, ctx, sites: list[Site]) -> list:
         net, events = ctx.model, []

@@ -71,6 +71,7 @@ from ...graph.conv import ConvConnection, ConvLayer
 from ...ops import add_units
 from ...ops.donations import DEFAULT_MAX_DONATION_ENTRIES, attach_donations, bake_donations, check_donation_bound
 from ...settings import setting
+from ...spaces import Categorical, Int, LogFloat
 from ...validators import Boolean, Choice, Integer, Number
 from ..base import Initializer, Site
 from ..registry import register_part
@@ -101,16 +102,19 @@ class SharedWeightsExtender(Initializer):
     name = "swe"
     grows_channels = True  # conv layers: donations over kernels (module docstring)
     donation_std: float = setting(Number(0), 1e-4, "standard deviation of the initial donations "
-                                                   "(the paper's N(0, 1e-4), read as a standard deviation)")
+                                                   "(the paper's N(0, 1e-4), read as a standard deviation)",
+                                  space=LogFloat(1e-6, 1e-2))
     integration_epochs: int = setting(Integer(0), 1, "integration epochs per grown layer (epochs of the run; "
-                                                     "fewer when the budget is nearly spent)")
+                                                     "fewer when the budget is nearly spent)",
+                                      space=Int(0, 3))
     existing_rows: str = setting(Choice(*EXISTING_ROWS), "frozen", "existing rows during integration: frozen "
                                                                    "(no update at all) or reference (its defect)")
     donation_lr: str = setting(Choice(*DONATION_LRS), "per_sqrt_unit",
                                "donations' learning rate: lr / n_new, lr / sqrt(n_new), the run's lr or "
-                               "lr / max(n_new, n_old) (bounded)")
+                               "lr / max(n_new, n_old) (bounded)", space=Categorical(list(DONATION_LRS)))
     new_bias: str = setting(Choice(*NEW_BIASES), "median",
-                            "new biases: median (active on half the examples at birth) or kaiming (the paper)")
+                            "new biases: median (active on half the examples at birth) or kaiming (the paper)",
+                            space=Categorical(list(NEW_BIASES)))
     revive: bool = setting(Boolean(), False, "after baking, new units dead on the first 1,024 training examples "
                                              "get the median bias again")
     max_donation_entries: int = setting(Integer(1), DEFAULT_MAX_DONATION_ENTRIES,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from ...settings import same_setting, setting
+from ...spaces import Float, Int, LogFloat
 from ...validators import Choice, Integer, Number
 from ..base import Selector, Site
 from ..helpers.edge_pruning import EpsEdgePruner, group_edges, ranked_prunable_edges
@@ -69,11 +70,13 @@ class EdgeSignificanceSelector(Selector):
     grows = "edges"
     metric: str = same_setting(EdgeStatistics, "metric")
     aggregation: str = same_setting(EdgeStatistics, "aggregation")
-    tau: float = setting(Number(0, 1, high_open=True), 0.7, "edges scoring above this (min-max normalised) are split")
-    max_new: int = setting(Integer(1), 900, "edges split at most per growth step")
+    tau: float = setting(Number(0, 1, high_open=True), 0.7, "edges scoring above this (min-max normalised) are split",
+                        space=Float(0.05, 0.9))
+    max_new: int = setting(Integer(1), 900, "edges split at most per growth step",
+                           space=Int(8, 2048, log=True))
     signed: object = setting(Choice("auto", True, False), "auto",
                              "budget two units per split edge (auto: where a parent can be negative)")
-    tau_prune: float = same_setting(EpsEdgePruner, "tau_prune")
+    tau_prune: float = same_setting(EpsEdgePruner, "tau_prune", space=LogFloat(0.005, 0.3))
     prune_after: int = same_setting(EpsEdgePruner, "prune_after")
     tuned_epochs: int | None = same_setting(EpsEdgePruner, "tuned_epochs")
     past_budget: object = setting(Choice(*PAST_BUDGET), False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...settings import setting
+from ...spaces import Int
 from ...validators import Boolean, Integer
 from ..base import Decision, Trigger
 from ..budget import run_length, scale_epochs, tuned_epochs_setting
@@ -26,7 +27,8 @@ class CheckTrigger(Trigger):
     """Check after epoch 1, every ``cooldown`` epochs, and (``check_last``) after the last one."""
 
     name = "checks"
-    cooldown: int = setting(Integer(1), 10, "epochs between two expansion checks (the first comes after epoch 1)")
+    cooldown: int = setting(Integer(1), 10, "epochs between two expansion checks (the first comes after epoch 1)",
+                           space=Int(1, 20))
     check_last: bool = setting(Boolean(), False, "also check after the last epoch, as the reference does")
     tuned_epochs: int | None = tuned_epochs_setting()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...settings import setting
+from ...spaces import Int
 from ...validators import Integer, IntegerList, Optional
 from ..base import Decision, Trigger
 from ..budget import run_length, scale_epochs, tuned_epochs_setting
@@ -27,7 +28,7 @@ class IntervalTrigger(Trigger):
     """Grow after epoch ``start`` and every ``every`` epochs after it, ``times`` times at most."""
 
     name = "interval"
-    every: int = setting(Integer(1), 1, "epochs between two growth steps")
+    every: int = setting(Integer(1), 1, "epochs between two growth steps", space=Int(1, 4))
     start: int = setting(Integer(1), 1, "the epoch after which the first growth step comes")
     times: int | None = setting(Optional(Integer(1)), None, "growth steps at most (null: no limit)")
     tuned_epochs: int | None = tuned_epochs_setting()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...settings import setting
+from ...spaces import Int, LogFloat
 from ...validators import Integer, Number
 from ..base import Decision, Trigger
 from ..budget import run_length, scale_epochs, scale_rate, tuned_epochs_setting
@@ -28,9 +29,12 @@ class PlateauTrigger(Trigger):
 
     name = "plateau"
     plateau_threshold: float = setting(Number(0, low_open=True), 0.005,
-                                       "grow when the validation loss moves less than this per epoch")
-    min_gap: int = setting(Integer(0), 8, "epochs after a growth step before the next may come")
-    window: int = setting(Integer(1), 5, "epochs over which the validation loss's change is averaged")
+                                       "grow when the validation loss moves less than this per epoch",
+                                       space=LogFloat(1e-3, 0.1))
+    min_gap: int = setting(Integer(0), 8, "epochs after a growth step before the next may come",
+                           space=Int(1, 12))
+    window: int = setting(Integer(1), 5, "epochs over which the validation loss's change is averaged",
+                          space=Int(1, 8))
     prune_after: int = setting(Integer(0), 2, "epochs after a split before its eps edges are pruned "
                                               "(growth waits for them)")
     tuned_epochs: int | None = tuned_epochs_setting()

@@ -20,6 +20,7 @@ import torch
 
 from ...errors import ConfigError
 from ...settings import setting
+from ...spaces import Int
 from ...validators import Choice, Integer, IntegerList, Number
 from ..base import Decision, Trigger
 from ..budget import run_length, scale_epochs, tuned_epochs_setting
@@ -46,8 +47,10 @@ class RoundsTrigger(Trigger):
                              "units to add after each round (at least rounds - 1 entries)")
     ratio: float = setting(Number(0), 0.0, "grow schedule[0] * ratio**r units after round r instead "
                                            "(0: use the schedule)")
-    patience: int = setting(Integer(1), 20, "epochs without improvement that end a round")
-    final_patience: int = setting(Integer(1), 30, "epochs without improvement that end the last round")
+    patience: int = setting(Integer(1), 20, "epochs without improvement that end a round",
+                            space=Int(3, 30))
+    final_patience: int = setting(Integer(1), 30, "epochs without improvement that end the last round",
+                                  space=Int(3, 40))
     max_round_epochs: int = setting(Integer(1), 250, "epochs that end a round in any case")
     monitor: str = setting(Choice(*MONITORS), "val_loss", "the validation value that must improve")
     min_delta: float = setting(Number(0), 0.0, "an improvement must exceed this")
