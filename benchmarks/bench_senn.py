@@ -6,6 +6,12 @@ wall time of the training epoch just before it, in the same run), for checks tha
     python benchmarks/bench_senn.py --dataset mnist --data-dir ../shared/data --seeds 3 --out runs/senn-mnist
     python benchmarks/bench_senn.py --dataset moons --seeds 3 --set optimizer=adam --set lr=0.01 --out ...
 
+``--static-start`` also trains each seed's start network as it is (the same run with ``grow_until=0``:
+no check, no growth) into ``--out/static-start``, the table's "beats its static start" column:
+
+    python benchmarks/bench_senn.py --dataset cifar10 --data-dir ../shared/data --seeds 3 --epochs 15 \
+        --set conv=[8,8,8] --set hidden=[32] --set capacity=[33,33,33,129] --static-start --out runs/senn-cnn
+
 Writes ``senn.json`` and ``senn.md`` into ``--out`` beside the bench's own files; prints the table.
 """
 
@@ -38,6 +44,21 @@ def _run_facts(run_dir: Path, twin: bool = False) -> dict:
             "grown_cost_median": statistics.median(grown) if grown else 0.0}
 
 
+def _static_starts(args, settings: dict, out: Path) -> list[dict]:
+    """Each seed's start network trained as it is: the method's run with ``grow_until=0`` (no check)."""
+    from selfexpand.runconfig import RunConfig
+    from selfexpand.runs import train_run
+
+    runs = []
+    for seed in range(args.seeds):
+        run_dir = out / "static-start" / f"seed{seed}"
+        config = RunConfig(method=args.method, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
+                           seed=seed, grow_until=0.0, settings=dict(settings), out=str(run_dir))
+        train_run(config)
+        runs.append({"seed": seed, "twin": "start", **_run_facts(run_dir, twin=True)})
+    return runs
+
+
 def _markdown(command: str, runs: list[dict]) -> list[str]:
     lines = [f"`{command}`", "",
              "| seed | twin | test | final val | params | widths | wall s | checks / growths | "
@@ -63,6 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True)
+    p.add_argument("--static-start", action="store_true", help="also train each seed's start network as it is")
     args = p.parse_args(argv)
     settings = dict(item.split("=", 1) for item in args.set)
     out = Path(args.out)
@@ -72,7 +94,7 @@ def main(argv=None) -> int:
     # on two moons (seed 0: over 70,000 epochs), which the tables here do not need
     command = "python benchmarks/bench_senn.py " + " ".join(argv if argv is not None else sys.argv[1:])
     write_bench(rows, out, command=command)
-    runs = []
+    runs = _static_starts(args, settings, out) if args.static_start else []
     for row in rows:
         if row.get("error"):
             runs.append({"seed": row["seed"], "twin": row["twin"], "error": row["error"]})

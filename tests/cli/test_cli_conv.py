@@ -98,3 +98,29 @@ def test_a_table_refuses_a_conv_start(tmp_path):
     status, _, err = run_main("train", "--method", "random", "--dataset", "spirals", "--set", "conv=[4]",
                               "--epochs", 1, "--out", tmp_path / "r")
     assert status != 0 and "no image shape" in err
+
+
+@pytest.mark.parametrize("dataset,folder,conv", [
+    ("cifar10", "cifar10-subset", ["--set", "capacity=[7,11,19]"]),
+    ("mnist", "mnist", ["--set", "conv=[4,8]", "--set", "hidden=[]", "--set", "capacity=[7,11]",
+                        "--set", "conv_pairs=4096", "--set", "sample_size=256", "--set", "proposals=16",
+                        "--set", "ascent_steps=10"])])
+def test_senn_grows_channels_from_the_cli_and_reports_inactivity(shared_dataset, tmp_path, dataset, folder, conv):
+    """SENN's conv width (its cifar10 row; a conv start on mnist): every threshold at 0 so that the one
+    check of a 2-epoch run accepts, as a longer run's checks do; capacities 2-3 channels above the start
+    (each accepted channel is one more search)."""
+    data_dir = shared_dataset(folder).parent
+    run_dir = tmp_path / "run"
+    _train("--method", "senn", "--dataset", dataset, "--data-dir", data_dir, *conv, "--set", "tau=0",
+           "--set", "alpha=0", *QUICK, "--out", run_dir)
+    summary = read_summary(run_dir)
+    assert summary["growth_events"] >= 1 and summary["units_added"] > 0
+    assert summary["inactive_units_fraction"] is not None
+    records = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in records if r["type"] == "growth"} == {"add_channels"}
+    model, _ = load_run(run_dir)
+    convs = [n for n in model.order if isinstance(model.layers[n], ConvLayer)]
+    epoch = next(r for r in reversed(records) if r["type"] == "epoch")
+    assert set(convs) <= set(epoch["inactivity"])
+    start = [4, 8, 16] if dataset == "cifar10" else [4, 8]
+    assert [model.layers[n].size for n in convs] > start

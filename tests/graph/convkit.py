@@ -40,7 +40,8 @@ def _subset(data, n, label):
     return torch.tensor(sorted(picked))
 
 
-def draw_conv_case(data, *, nonneg_input: bool | None = None) -> ConvCase:
+def draw_conv_case(data, *, nonneg_input: bool | None = None, chain: bool = False) -> ConvCase:
+    """A random conv graph and input; ``chain``: no skip connection (what ``nn.Sequential`` expresses)."""
     seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
     gen = torch.Generator().manual_seed(seed)
     c = data.draw(st.integers(1, 3), label="C")
@@ -79,7 +80,8 @@ def draw_conv_case(data, *, nonneg_input: bool | None = None) -> ConvCase:
             src_hw = spatial_sizes(net)[src][1]
             for sk, ss in ((1, 1), (1, 2), (3, 1), (3, 2)):
                 out = tuple((n + 2 * (sk // 2) - sk) // ss + 1 for n in src_hw)
-                if out == tuple(target_hw) and data.draw(st.booleans(), label=f"skip {src}->{name} {sk}/{ss}"):
+                if out == tuple(target_hw) and not chain and data.draw(st.booleans(),
+                                                                       label=f"skip {src}->{name} {sk}/{ss}"):
                     idx = _subset(data, net.layers[src].size, "skip in")
                     oidx = _subset(data, layer.size, "skip out")
                     n_cols = net.layers[src].size if idx is None else idx.numel()
@@ -102,7 +104,7 @@ def draw_conv_case(data, *, nonneg_input: bool | None = None) -> ConvCase:
         net.add_connection(src, tgt, _rand((net.layers[tgt].size, net.layers[src].size * p), gen, 0.5))
         with torch.no_grad():
             net.layers[tgt].bias.copy_(_rand(net.layers[tgt].size, gen, 0.3))
-    if len(convs) > 1 and data.draw(st.booleans(), label="flatten skip"):
+    if len(convs) > 1 and not chain and data.draw(st.booleans(), label="flatten skip"):
         src, tgt = convs[0], chain[1]
         idx = _subset(data, net.layers[src].size, "flatten in")
         n_read = net.layers[src].size if idx is None else idx.numel()

@@ -1,6 +1,7 @@
 """Conv growth ops keep the function (issue #24), on random tiny conv graphs (``convkit``): kernel sizes,
 strides, paddings, pooling, batch norm, the flatten boundary, skip connections with channel subsets.
-Outputs are compared in eval mode (float32, 1e-5); every graph is also exported and rebuilt from its spec."""
+Outputs are compared in eval mode (float32, 1e-5); every graph is also exported and rebuilt from its spec, and a
+chain's export converted back with ``GrowableNet.from_module``."""
 
 from __future__ import annotations
 
@@ -23,9 +24,15 @@ SETTINGS = settings(max_examples=50, deadline=None)
 
 
 def check_export_and_spec(net, x, reference):
+    """Export, the spec round trip and, for a chain (exported as an ``nn.Sequential``), ``from_module``
+    of the export: the same outputs."""
     net.eval()
     with torch.no_grad():
-        torch.testing.assert_close(net.export().eval()(x), reference, **TOL)
+        plain = net.export().eval()
+        torch.testing.assert_close(plain(x), reference, **TOL)
+        if isinstance(plain, torch.nn.Sequential):
+            back = GrowableNet.from_module(plain, input_shape=tuple(x.shape[1:])).eval()
+            torch.testing.assert_close(back(x), reference, **TOL)
         rebuilt = GrowableNet.from_spec(json.loads(json.dumps(net.spec())), net.state_dict()).eval()
         torch.testing.assert_close(rebuilt(x), reference, rtol=0, atol=0)
     spatial_sizes(net, strict=True)
@@ -139,6 +146,19 @@ def test_conv_op_keeps_the_function(kind, data):
 @given(data=st.data())
 def test_conv_op_sequences_keep_the_function(data):
     run_ops(data, data.draw(st.lists(st.sampled_from(list(OPS)), min_size=2, max_size=4), label="ops"))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_from_module_round_trip_of_grown_conv_chains(data):
+    """50 random conv chains (no skips: what an ``nn.Sequential`` holds), grown by 1-3 random ops, exported
+    to an ``nn.Sequential`` and converted back with ``from_module``: the same outputs (``check_export_and_spec``)."""
+    case = draw_conv_case(data, chain=True)
+    for kind in data.draw(st.lists(st.sampled_from(["add", "insert", "split"]), min_size=1, max_size=3), label="ops"):
+        OPS[kind](case, data)
+    case.net.eval()
+    assert isinstance(case.net.export(), torch.nn.Sequential), case.log
+    check_export_and_spec(case.net, case.x, outputs(case.net, case.x))
 
 
 @SETTINGS

@@ -1,5 +1,5 @@
-"""Conv starts as a setting (issue #24): ``conv`` beside ``hidden``, the cifar10 rows of random / zero /
-net2net, and the methods that cannot grow conv layers refusing a conv start."""
+"""Conv starts as a setting (issue #24): ``conv`` beside ``hidden``, the cifar10 rows of every method that
+grows channels, and the methods that cannot grow conv layers refusing a conv start."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from selfexpand.graph import GrowableNet
 from selfexpand.graph.conv import ConvLayer
 from selfexpand.presets import build_start, resolve_config
 
-CONV_METHODS = ("random", "zero", "net2net", "gradmax")
+CONV_METHODS = ("random", "zero", "net2net", "gradmax", "firefly")  # the baselines' cifar10 row
+SVOD_METHODS = ("swe", "svod-random", "svod-zero")
 
 
 def _images(shape=(784,), raw=(28, 28)):
@@ -32,11 +33,25 @@ def test_the_cifar10_row_is_the_quarter_vgg_start(method):
         assert config["epsilon"] == 0.0 and resolve_config(method, "mnist")["epsilon"] == 1e-3
 
 
-@pytest.mark.parametrize("method", [*CONV_METHODS, "firefly", "edge", "swe", "static"])
+@pytest.mark.parametrize("method", SVOD_METHODS)
+def test_svod_cifar10_rows_share_the_start_and_caps_over_three_rounds(method):
+    config = resolve_config(method, "cifar10")
+    assert config["conv"] == [4, 8, 16] and config["max_channels"] == [16, 32, 64] and config["hidden"] == []
+    assert config["rounds"] == 4 and sum(config["schedule"][:3]) == (16 + 32 + 64) - (4 + 8 + 16)
+
+
+def test_the_senn_cifar10_row_starts_at_the_quarter_vgg_with_its_capacity():
+    config = resolve_config("senn", "cifar10")
+    assert config["conv"] == [4, 8, 16] and config["hidden"] == []
+    assert [c - 1 for c in config["capacity"]] == [16, 32, 64]  # capacity[j] - 1 channels at most
+    assert config["conv_pairs"] > 0 and resolve_config("senn", "mnist")["conv"] == []
+
+
+@pytest.mark.parametrize("method", [*CONV_METHODS, *SVOD_METHODS, "senn", "edge", "static"])
 def test_other_rows_keep_a_dense_start(method):
     for dataset in ("mnist", "fashion-mnist", "digits", "spirals", "x.csv"):
         assert resolve_config(method, dataset)["conv"] == []
-    if method not in CONV_METHODS:
+    if method in ("edge", "static"):
         assert resolve_config(method, "cifar10")["conv"] == []
 
 

@@ -1,6 +1,7 @@
 """The conv contract of random, zero, net2net and gradmax (issue #24): their selector picks conv layers (a
 fraction of the channels, up to a cap), their initializers grow channels, zero, net2net and gradmax (epsilon 0) keep the
-outputs (eval mode) right after growth, draws depend on the seed only; a conv run resumes bit for bit."""
+outputs (eval mode) right after growth, draws depend on the seed only; a conv run of net2net, firefly or SENN resumes
+bit for bit (SWE / SVoD: tests/strategies/test_swe_conv.py)."""
 
 from __future__ import annotations
 
@@ -90,25 +91,37 @@ def test_random_channels_change_the_outputs_with_conv2d_bounds():
     assert float(w_out.abs().max()) <= 1 / math.sqrt(8 * 4 + 8)
 
 
-@pytest.mark.parametrize("method", ["random", "zero", "net2net", "gradmax"])
+_SEED_ONLY = {"random": {}, "zero": {}, "net2net": {}, "gradmax": {},  # SENN: thresholds 0, so that it grows
+              "senn": {"capacity": [6, 10, 8], "tau": 0.0, "alpha": 0.0, "proposals": 4, "ascent_steps": 3,
+                       "sample_size": 16}}
+
+
+@pytest.mark.parametrize("method", sorted(_SEED_ONLY))
 def test_growth_depends_on_the_seed_only(method):
     states = []
     for gen_seed in (1, 1, 2):
         net, ctx = _world(0, gen_seed=gen_seed)
-        _grow(method, net, ctx)
+        sites, _ = _grow(method, net, ctx, **_SEED_ONLY[method])
+        assert sites
         states.append(net.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
 
 
-def test_a_conv_run_resumes_bit_for_bit(tmp_path):
+_RESUME = {"net2net": {}, "firefly": {"steps": 2, "sample": 256},  # SENN: a check every epoch that accepts, 2 channels per check at most
+           "senn": {"cooldown": 1, "tau": 0.0, "alpha": 0.0, "capacity": [9, 9], "proposals": 8, "ascent_steps": 5,
+                    "sample_size": 128}}
+
+
+@pytest.mark.parametrize("method", sorted(_RESUME))
+def test_a_conv_run_resumes_bit_for_bit(tmp_path, method):
     from selfexpand.checkpoint import load_checkpoint
     from selfexpand.runconfig import RunConfig
     from selfexpand.runs import resume_run, train_run
 
     def config(out, epochs):
-        return RunConfig(method="net2net", dataset="digits", epochs=epochs, seed=4, out=str(out),
-                         settings={"conv": [4], "hidden": [6]})
+        return RunConfig(method=method, dataset="digits", epochs=epochs, seed=4, out=str(out),
+                         settings={"conv": [4], "hidden": [6], **_RESUME[method]})
 
     threads = torch.get_num_threads()
     try:

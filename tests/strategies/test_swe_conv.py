@@ -113,6 +113,16 @@ def test_a_planted_bottleneck_gets_the_votes_in_at_least_4_of_5_seeds(conv, hidd
     assert sum(wins) >= 4, wins
 
 
+def test_a_conv_layer_at_its_cap_passes_its_votes_on():
+    """The planted one-channel bottleneck (above) capped at 3 channels: it gets exactly 2 more, the rest of
+    the 8 votes go to the next candidates in the ranking; without the cap it takes more than 2."""
+    _, ctx, _ = trained((1,), (32,), seed=0, epochs=4)
+    ctx.decision = Decision(True, amount=8)
+    free = {s.layer: s.n_units for s in SteepestVotingSelector().select(ctx)}
+    capped = {s.layer: s.n_units for s in SteepestVotingSelector(max_channels=[3]).select(ctx)}
+    assert free.get("h1", 0) > 2 and capped["h1"] == 2 and sum(capped.values()) == 8
+
+
 def test_the_budget_counts_a_channels_kernels_and_columns():
     net, ctx, _ = trained(conv=(4,), hidden=())
     # one channel of h1: 9 kernel entries in, bias, batch norm 2, 4 classes x 16 positions out = 76

@@ -8,10 +8,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
-
-if TYPE_CHECKING:
-    from .front import Family
+from typing import Callable
 
 __all__ = ["FRONT_POINTS", "SCALABLE", "front_params", "front_widths", "conv_front_widths", "ConvLayout",
            "point_name", "point_label", "write_templates"]
@@ -152,7 +149,7 @@ def point_label(name: str) -> str:
     return name if name.startswith("c") else f"hidden {name or 'none'}"
 
 
-def write_templates(family: Family, root: Path) -> list[tuple[str, Path]]:
+def write_templates(family, root: Path) -> list[tuple[str, Path]]:
     """The front's networks as architecture folders (``model.safetensors``) under ``root``, from the
     family's first run (inputs, outputs, fixed front, the start's conventions; values are drawn anew by
     each run).
@@ -176,7 +173,7 @@ def write_templates(family: Family, root: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def _dense_points(family: Family, run: dict, targets: list[float]) -> list[tuple[str, str, Callable]]:
+def _dense_points(family, run: dict, targets: list[float]) -> list[tuple[str, str, Callable]]:
     """``(name, folder name, build)`` of a dense start's front: ``GrowableNet.mlp`` with the start's
     hidden activation, behind the run's fixed front (if any)."""
     from ..checkpoint import load_checkpoint
@@ -198,7 +195,7 @@ def _dense_points(family: Family, run: dict, targets: list[float]) -> list[tuple
     return out
 
 
-def _conv_points(family: Family, run: dict, targets: list[float]) -> list[tuple[str, str, Callable]]:
+def _conv_points(family, run: dict, targets: list[float]) -> list[tuple[str, str, Callable]]:
     """``(name, folder name, build)`` of a conv start's front: the family's start network (built as
     the run built it: its method's start class, its resolved settings) with ``conv`` and ``hidden``
     scaled; the first point is the start itself."""

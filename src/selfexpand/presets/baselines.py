@@ -22,7 +22,7 @@ _BASELINE_SMALL = {**_BASELINE, "epochs": 40, "batch_size": 32, "lr": 1e-2, "uni
 _WARMUP = {"growth_warmup": 0.05}
 
 
-# cifar10 row of random, zero, net2net and gradmax (issue #24): a small VGG-like conv start. The full network is
+# cifar10 row of random, zero, net2net, gradmax and firefly (issue #24): a small VGG-like conv start. The full network is
 # three blocks of 16-32-64 channels (3x3 conv, batch norm, ReLU, 2x2 max pooling each; GrowableNet.cnn's
 # conventions), 64 x 4 x 4 maps flattened straight into the 10 outputs. The run starts at a quarter of
 # each width, conv=[4, 8, 16], and every growth step gives each block ceil(channel_fraction x its
@@ -63,9 +63,10 @@ PRESETS = (
     _baseline("gradmax", "new units whose outgoing weights maximise the gradient norm (GradMax)", "gradmax",
               conv_row=True, epsilon=1e-3),
     _baseline("firefly", "new units and unit splits ranked by the loss decrease they promise (Firefly)", "firefly",
-              candidates_per_unit=4, eps=1e-2, steps=10, splits=True),
+              conv_row=True, candidates_per_unit=4, eps=1e-2, steps=10, splits=True),
     Preset("static", "no growth: the start network trained as it is",
            rows={"*": dict(epochs=20, batch_size=128, lr=1e-3, optimizer="adam", weight_decay=0.0,
                            lr_schedule="constant", hidden=[], max_params=None),
-                 "digits": _STATIC_SMALL, "table": _STATIC_SMALL}),
+                 "digits": _STATIC_SMALL, "table": _STATIC_SMALL},
+           space={"growth_warmup": None}),  # no growth step: nothing for `selfexpand search` to warm up after
 )

@@ -9,6 +9,7 @@ reference's start layers; inserted layers use the rational activation) and outpu
 at zero, as the reference.
 """
 
+from ..spaces import LogFloat
 from .preset import Preset
 
 _SEARCH = dict(proposals=100, search="mala", choice="softmax", bursts=300, steps=10, step_size=0.3,
@@ -57,12 +58,25 @@ _MNIST_DEEP = dict(_MNIST, capacity=[64, 64, 64], tau=0.007, alpha=0.25, layer_c
 # digits (1,150 training images): start [10], capacity [64]; a run in well under a minute.
 _DIGITS = dict(_MNIST, epochs=60, batch_size=128, lr=1e-2, capacity=[64], cooldown=3)
 
-_PARTS = dict(trigger="checks", selector="natural-expansion", initializer="natural-expansion", start="senn")
+# cifar10 (issue #24): the conv table's start, a quarter of the small VGG's widths (conv [4, 8, 16], tanh
+# blocks with batch norm and max pooling, no dense hidden layer), capacity 16-32-64 channels; Adam at 1e-3,
+# batch 64, 20 epochs, a check after every epoch. Scaled to keep a check under 2 epochs on 2 cores: 256
+# sampled images, a conv layer's search on about 4,096 (example, position) pairs (conv_pairs), 16 proposals,
+# 10 ascent steps. Measured while choosing them (`selfexpand train --method senn --dataset cifar10 --epochs 15
+# --set conv=[8,8,8] --set hidden=[16] --set capacity=[33,33,33,129] ...`, seed 0): 1,024 sampled images and
+# every pair, 16 proposals: a first check of 50 s (epochs of 1-4 s); 1,024 images and 4,096 pairs: 8 s per
+# check on average; 256 images: 3.3 s per check at cooldown 1 (0.8 epochs), 5.4 s at cooldown 2.
+_CIFAR = dict(_MNIST, epochs=20, batch_size=64, conv=[4, 8, 16], hidden=[], capacity=[17, 33, 65], cooldown=1,
+              sample_size=256, conv_pairs=4096, proposals=16, ascent_steps=10)
+
+_PARTS = dict(trigger="checks", selector="natural-expansion", initializer="natural-expansion", start="senn",
+              space={"tau": LogFloat(3e-3, 0.3), "alpha": LogFloat(2.5e-4, 0.25),
+                     "layer_cost_mul": LogFloat(2.0, 100.0)})  # `selfexpand search`: the acceptance thresholds
 
 PRESETS = (
     Preset("senn", "SENN: the natural expansion score decides when and where to add units and layers",
            rows={"*": _DIGITS, "digits": _DIGITS, "table": _DIGITS, "moons": _MOONS, "teacher-student": _TEACHER,
-                 "mnist": _MNIST, "fashion-mnist": _MNIST}, **_PARTS),
+                 "mnist": _MNIST, "fashion-mnist": _MNIST, "cifar10": _CIFAR}, **_PARTS),
     Preset("senn-deep", "SENN with three layer slots (the reference's deep MNIST experiment)",
            rows={"*": dict(_DIGITS, capacity=[64, 64, 64]), "mnist": _MNIST_DEEP, "moons": _MOONS,
                  "teacher-student": dict(_TEACHER, capacity=[128, 128, 128])}, **_PARTS),

@@ -40,9 +40,19 @@ _SVOD_SMALL = {**_SVOD_REFERENCE, "epochs": 120, "batch_size": 32, "lr": 1e-2, "
                "schedule": [8, 12], "units": 8, "patience": 8, "final_patience": 12, "max_round_epochs": 30}
 
 
+# cifar10 (issue #24): the baselines' conv start and caps (presets/baselines.py: 4-8-16 channels toward the
+# small VGG's 16-32-64, no dense hidden layer), the image row's Adam at 1e-3, batch 64, 20 epochs; the 84
+# channels the caps allow come in 3 rounds of 28, each round ended by early stopping (patience 3) or 5 epochs;
+# a conv layer at its cap takes no more votes. Untuned (no search run).
+_SVOD_CIFAR = {**_SVOD_REFERENCE, "epochs": 20, "batch_size": 64, "conv": [4, 8, 16], "max_channels": [16, 32, 64],
+               "hidden": [], "rounds": 4, "schedule": [28, 28, 28], "units": 28, "patience": 3, "final_patience": 5,
+               "max_round_epochs": 5}
+
+
 def _rows(extra: dict, small: dict | None = None) -> dict:
     small = extra if small is None else small
-    return {"*": {**_SVOD_REFERENCE, **extra}, "digits": {**_SVOD_SMALL, **small}, "table": {**_SVOD_SMALL, **small}}
+    return {"*": {**_SVOD_REFERENCE, **extra}, "digits": {**_SVOD_SMALL, **small}, "table": {**_SVOD_SMALL, **small},
+            "cifar10": {**_SVOD_CIFAR, **extra}}
 
 
 _PARTS = dict(trigger="rounds", selector="svod", helpers=("nonnegative-biases",))

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 
 from ...graph.conv import ConvConnection, ConvLayer, positions
 from ...settings import setting
+from ...spaces import Int
 from ...validators import Integer, IntegerList, Number
 from ..base import Selector, Site
 from ..registry import register_part
 from ..topology import growable_layers, unit_cost
 
-__all__ = ["AllLayersSelector", "RoundRobinSelector"]
+__all__ = ["AllLayersSelector", "RoundRobinSelector", "channel_room"]
 
 
 _CHANNEL_FRACTION = setting(Number(0, low_open=True), 0.25, "new channels of a conv layer at each growth step, as "
@@ -39,17 +40,22 @@ def _fit(ctx, layer: str, units: int) -> int:
     return units if math.isinf(left) else max(0, min(units, int(left // unit_cost(ctx.model, layer))))
 
 
+def channel_room(net, layer: str, caps: list) -> float:
+    """How many more channels conv ``layer`` may get under ``max_channels`` ``caps`` (``i``-th: the
+    ``i``-th conv layer from the input); ``inf`` for a dense layer or one without a cap."""
+    if not isinstance(net.layers[layer], ConvLayer):
+        return math.inf
+    index = [name for name in net.order if isinstance(net.layers[name], ConvLayer)].index(layer)
+    return max(0, caps[index] - net.layers[layer].size) if index < len(caps) else math.inf
+
+
 def _amount(net, layer: str, units: int, fraction: float, caps: list) -> int:
     """New units of ``layer`` at one growth: ``units`` for a dense layer; for a conv layer
     ``ceil(fraction * channels)`` up to its cap."""
     target = net.layers[layer]
     if not isinstance(target, ConvLayer):
         return units
-    n = math.ceil(fraction * target.size - 1e-9)
-    index = [name for name in net.order if isinstance(net.layers[name], ConvLayer)].index(layer)
-    if index < len(caps):
-        n = min(n, caps[index] - target.size)
-    return max(0, n)
+    return int(min(math.ceil(fraction * target.size - 1e-9), channel_room(net, layer, caps)))
 
 
 @register_part
@@ -59,7 +65,8 @@ class AllLayersSelector(Selector):
 
     name = "all-layers"
     grows_channels = True
-    units: int = setting(Integer(1), 6, "new units per layer at each growth step")
+    units: int = setting(Integer(1), 6, "new units per layer at each growth step",
+                         space=Int(1, 32, log=True))
     channel_fraction: float = _CHANNEL_FRACTION
     max_channels: list = _MAX_CHANNELS
 
@@ -79,7 +86,8 @@ class RoundRobinSelector(Selector):
 
     name = "round-robin"
     grows_channels = True
-    units: int = setting(Integer(1), 6, "new units in the layer whose turn it is")
+    units: int = setting(Integer(1), 6, "new units in the layer whose turn it is",
+                         space=Int(1, 32, log=True))
     channel_fraction: float = _CHANNEL_FRACTION
     max_channels: list = _MAX_CHANNELS
 

@@ -27,8 +27,11 @@ which the accepted unit's projection only shifts).
 kernel ``(C_in kh kw)`` and bias; its features are its output map (``pool(act(bn(z)))``, batch norm at
 its fresh state, evaluation mode) as the reader's kernel window reads it, and every K-FAC quantity is
 over (example, position) pairs (``senn.conv_scores``: ``eta`` and ``delta`` are ``L`` times the dense
-scores of the pairs, ``L`` the reader's output positions). Depth is not implemented on conv layers:
-links that read or write a spatial layer are skipped (logged).
+scores of the pairs, ``L`` the reader's output positions). A conv layer's pairs are many (1,024
+examples x 256 positions behind CIFAR's first block), and the search's cost grows with them: the
+layer's check uses the sample's first ``ceil(conv_pairs / L)`` examples, all their positions (the sample
+is a random draw; ``conv_pairs=0``: all of it). Depth is not implemented on conv layers: links that read
+or write a spatial layer are skipped (logged).
 
 Proposals: MALA (``search="mala"``: ``bursts`` bursts of ``steps`` steps, adapted step size) or
 gradient ascent (``search="ascent"``), on ``log p(theta) = score(theta) / T - |theta|^2 / 2`` (a
@@ -120,6 +123,8 @@ class NaturalExpansionSelector(Selector):
     damping: float = setting(Number(0), 0.1, "Tikhonov damping of the Fisher factors, relative")
     reproposal: float = setting(Number(0, 1), 0.2, "fraction of the search run again after an acceptance")
     search_size: int = setting(Integer(0), 0, "examples of the sample the search uses (0: all of them)")
+    conv_pairs: int = setting(Integer(0), 8192, "a conv layer's check: about this many (example, position) "
+                              "pairs, all positions of the sample's first examples (0: the whole sample)")
     depth_score: str = setting(Choice("free", "tied"), "free", "a new layer's outgoing weights free or tied to W B^-1")
     width: bool = setting(Boolean(), True, "add units")
     depth: bool = setting(Boolean(), True, "insert layers")
@@ -278,21 +283,25 @@ class NaturalExpansionSelector(Selector):
         tgt = net.order[net.order.index(layer) + 1]
         conn_in, conn_out = net.incoming(layer)[0], net.incoming(tgt)[0]
         target = net.layers[layer]
-        src_map = sample.maps[conn_in.source]
+        positions = sample.positions[tgt]
+        n_ex = sample.maps[conn_in.source].shape[0]
+        if self.conv_pairs:  # the first examples of the (random) sample, all their positions
+            n_ex = min(n_ex, max(1, math.ceil(self.conv_pairs / positions)))
+        src_map = sample.maps[conn_in.source][:n_ex]
         patches = torch.nn.functional.unfold(src_map, conn_in.kernel_size, padding=conn_in.padding,
                                              stride=conn_in.stride).float()  # (N, D, L1)
         pre_hw = spatial_sizes(net)[layer][0]
         reader = conn_out if isinstance(conn_out, ConvConnection) else None
-        positions = sample.positions[tgt]
         n_in = patches.shape[1]
         per_channel = conn_out.shape[0] * (conn_out.weight[0, 0].numel() if reader is not None
                                            else sample.maps[layer][0, 0].numel())
         cost = n_in + 1 + per_channel + (2 if target.norm is not None and target.norm.affine else 0)
         act_layer = copy.deepcopy(target).float().requires_grad_(False)
         scale = self._scale(n_in)
-        a, d = sample.inputs[tgt], sample.grads[tgt]
+        a, d = sample.inputs[tgt][:n_ex * positions], sample.grads[tgt][:n_ex * positions]
         weights, biases, scores, width = [], [], [], target.size
         record = self.last_check["layers"].setdefault(layer, {})
+        record["pairs"] = n_ex * positions
         population = None
 
         def features(theta, rows=None):

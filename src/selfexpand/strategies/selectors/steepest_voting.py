@@ -32,7 +32,8 @@ quantity, the rate at which growing the unit (channel) lowers the loss; a vote g
 unit or one channel. A channel's cost for the budget is ``fixed_units``': its kernels in and out,
 bias, batch-norm weight and bias, a dense reader's ``P`` columns; two adjacent growing layers' new
 units meet through one weight per pair, a kernel area between conv layers, ``P`` columns at the
-flatten boundary.
+flatten boundary. A conv layer at its cap (``max_channels``, as the baselines') takes no more votes:
+they go to the next candidates in the ranking.
 """
 
 from __future__ import annotations
@@ -48,11 +49,13 @@ from ...errors import GrowthError
 from ...graph.conv import ConvConnection, ConvLayer, positions
 from ...graph.modulators import GateModulator
 from ...ops import add_units
-from ...settings import setting
+from ...settings import same_setting, setting
+from ...spaces import Int, LogFloat
 from ...validators import Integer, Number, Optional
 from ..base import Selector, Site
 from ..registry import register_part
 from ..topology import growable_layers, unit_cost
+from .fixed_units import AllLayersSelector, channel_room
 
 __all__ = ["SteepestVotingSelector"]
 
@@ -72,13 +75,17 @@ class SteepestVotingSelector(Selector):
     name = "svod"
     grows_channels = True  # conv layers: candidate channels, voted beside dense units (module docstring)
     units: int = setting(Integer(1), 36, "units to distribute when the trigger sets no amount")
-    candidates_per_unit: int = setting(Integer(1), 2, "candidates per layer = this x the units to add (the paper: 2)")
-    init_scale: float = setting(Number(0, low_open=True), 0.01, "candidates' values are U(-init_scale, init_scale)")
-    copy_lr: float = setting(Number(0, low_open=True), 1e-3, "RMSprop learning rate of the copy's training")
+    candidates_per_unit: int = setting(Integer(1), 2, "candidates per layer = this x the units to add (the paper: 2)",
+                                       space=Int(1, 4))
+    init_scale: float = setting(Number(0, low_open=True), 0.01, "candidates' values are U(-init_scale, init_scale)",
+                                space=LogFloat(1e-3, 0.1))
+    copy_lr: float = setting(Number(0, low_open=True), 1e-3, "RMSprop learning rate of the copy's training",
+                             space=LogFloat(1e-4, 1e-2))
     copy_momentum: float = setting(Number(0, 1, high_open=True), 0.1, "RMSprop momentum of the copy's training")
     copy_alpha: float = setting(Number(0, 1, low_open=True, high_open=True), 0.9,
                                 "RMSprop smoothing constant of the copy's training")
     copy_epochs: int = setting(Integer(0), 1, "epochs the copy with candidates trains before the vote")
+    max_channels: list = same_setting(AllLayersSelector, "max_channels")
     gate_batch_size: int | None = setting(Optional(Integer(1)), None,
                                           "batch size of the gate-gradient pass (null: the run's under "
                                           "batch norm, else at least 1,024: the mean does not depend on it)")
@@ -180,12 +187,13 @@ class SteepestVotingSelector(Selector):
             if c.in_index is None and c.out_index is None and c.source in place and c.target in place:
                 a, b, w = place[c.source], place[c.target], _pair_weights(net, c)
                 adjacent[a][b] = adjacent[b][a] = max(w, adjacent[a].get(b, 0))
+        room = [channel_room(net, name, self.max_channels) for name in layers]
         cast = 0
         for i in ranked:
             if cast == amount:
                 break
             cost = costs[i] + sum(votes[layers[j]] * w for j, w in adjacent[i].items())
-            if cost <= left:
+            if cost <= left and votes[layers[i]] < room[i]:
                 votes[layers[i]] += 1
                 left -= cost
                 cast += 1
