@@ -4,17 +4,21 @@
 project's ``../shared/data``). A missing dataset skips the test, except when ``CI=true``, where it
 fails: CI must run against the real files. Every test runs on one torch intra-op thread (restored
 after it): the tensors here are tiny, and on a 2-core machine one thread is many times faster.
+This folder goes on ``sys.path`` for the kits every folder shares (``extras``: a missing optional extra).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 _DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _missing(reason: str) -> None:

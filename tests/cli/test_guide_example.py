@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from extras import under_ci
 import torch
 import yaml
 
@@ -73,7 +74,7 @@ def _needs_missing_extra(code: str) -> bool:
     CI=true (CI installs every extra, so a missing one fails there)."""
     missing = [m for m in _EXTRAS if re.search(rf"^(import|from) {m}\b", code, flags=re.M)
                and importlib.util.find_spec(m) is None]
-    if missing and os.environ.get("CI") == "true":
+    if missing and under_ci():
         raise AssertionError(f"CI=true but the guide's example needs {missing}: install the extras")
     return bool(missing)
 

@@ -5,7 +5,6 @@ Without the ``lightning`` package these tests skip (fail under ``CI=true``: ever
 from __future__ import annotations
 
 import logging
-import os
 import runpy
 import types
 from pathlib import Path
@@ -13,15 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from extras import missing_extra
 
 try:
     import lightning as L
     from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 except ImportError as exc:
-    _REASON = f"the Lightning integration needs the lightning package (pip install lightning): {exc}"
-    if os.environ.get("CI", "").strip().lower() == "true":
-        pytest.fail(f"{_REASON} (CI=true: every extra is required)", pytrace=False)
-    pytest.skip(_REASON, allow_module_level=True)
+    missing_extra(f"the Lightning integration needs the lightning extra (pip install -e '.[lightning]'): {exc}",
+                  module_level=True)
 
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
