@@ -161,13 +161,10 @@ def gromo_options(overrides: dict, args) -> dict:
     return opts
 
 
-def run_gromo(ds, seed: int, args, grow: bool, overrides: dict | None = None) -> dict:
-    GrowingMLP = import_gromo()
-    opts = gromo_options(overrides or {}, args)
-    torch.manual_seed(seed)
-    hidden = args.start_hidden if grow else args.start_hidden + args.units * args.times
-    model = GrowingMLP(in_features=ds.n_features, out_features=ds.n_outputs, hidden_size=hidden,
-                       number_hidden_layers=1, activation=torch.nn.ReLU(), use_bias=True)
+def gromo_loop(model, ds, seed: int, args, grow_after) -> tuple[dict, list[dict]]:
+    """GroMo's training loop (the same batching and per-epoch validation as ours): Adam, then after
+    each epoch ``grow_after(epoch)`` (its growth steps' records; a fresh Adam after any growth). Returns
+    the common row and the steps."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     steps, epoch_s, val = [], [], None
@@ -182,21 +179,37 @@ def run_gromo(ds, seed: int, args, grow: bool, overrides: dict | None = None) ->
             optimizer.step()
         val = accuracy(model, ds.x_val, ds.y_val)
         epoch_s.append(time.perf_counter() - t)
-        if grow and epoch <= args.times:
-            step = gromo_grow(model, ds, opts, args.units)
-            step["epoch"] = epoch
-            step["hidden"] = int(model.layers[0].out_features)
-            steps.append(step)
+        grown = grow_after(epoch)
+        if grown:
+            steps.extend(grown)
             optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     wall = time.perf_counter() - start
-    params = sum(p.numel() for p in model.parameters())
     parts = {k: sum(s[k] for s in steps) for k in ("statistics_s", "update_s", "line_search_s", "apply_s")}
-    return {"test_acc": accuracy(model, ds.x_test, ds.y_test), "val_acc": val, "params": params,
-            "hidden": int(model.layers[0].out_features), "wall_s": wall, "gromo_options": opts,
+    return {"test_acc": accuracy(model, ds.x_test, ds.y_test), "val_acc": val,
+            "params": sum(p.numel() for p in model.parameters()), "wall_s": wall,
             "growth_s": sum(parts.values()), **parts, "train_epochs_s": sum(epoch_s),
-            "factors": [s["factor"] for s in steps], "units_proposed": [s["units_proposed"] for s in steps],
-            "pinv_warnings": sum(s["pinv_warnings"] for s in steps),
-            "steps": steps}
+            "factors": [s["factor"] for s in steps], "pinv_warnings": sum(s["pinv_warnings"] for s in steps),
+            "steps": steps}, steps
+
+
+def run_gromo(ds, seed: int, args, grow: bool, overrides: dict | None = None) -> dict:
+    GrowingMLP = import_gromo()
+    opts = gromo_options(overrides or {}, args)
+    torch.manual_seed(seed)
+    hidden = args.start_hidden if grow else args.start_hidden + args.units * args.times
+    model = GrowingMLP(in_features=ds.n_features, out_features=ds.n_outputs, hidden_size=hidden,
+                       number_hidden_layers=1, activation=torch.nn.ReLU(), use_bias=True)
+
+    def grow_after(epoch):
+        if not grow or epoch > args.times:
+            return []
+        step = gromo_grow(model, ds, opts, args.units)
+        step.update(epoch=epoch, hidden=int(model.layers[0].out_features))
+        return [step]
+
+    row, steps = gromo_loop(model, ds, seed, args, grow_after)
+    return {**row, "hidden": int(model.layers[0].out_features), "gromo_options": opts,
+            "units_proposed": [s["units_proposed"] for s in steps]}
 
 
 # ---------------------------------------------------------------------- ours
@@ -260,6 +273,17 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def summary_entry(ok: list[dict]) -> dict:
+    """One system's summary over its finished runs ``ok``: runs, seeds, mean +- std of the figures."""
+    entry = {"runs": len(ok), "seeds": [r["seed"] for r in ok]}
+    for key in ("test_acc", "val_acc", "params", "wall_s", "growth_s"):
+        entry[key] = mean_std([float(r[key]) for r in ok])
+    for key in ("statistics_s", "line_search_s"):
+        if key in ok[0]:
+            entry[key] = mean_std([r[key] for r in ok])
+    return entry
+
+
 def summarize(rows: list[dict], systems: list[str]) -> dict:
     static_wall = {r["seed"]: r["wall_s"] for r in rows if r["system"] == "static" and "error" not in r}
     out = {}
@@ -267,12 +291,7 @@ def summarize(rows: list[dict], systems: list[str]) -> dict:
         ok = [r for r in rows if r["system"] == system and "error" not in r]
         if not ok:
             continue
-        entry = {"runs": len(ok), "seeds": [r["seed"] for r in ok]}
-        for key in ("test_acc", "val_acc", "params", "wall_s", "growth_s"):
-            entry[key] = mean_std([float(r[key]) for r in ok])
-        for key in ("statistics_s", "line_search_s"):
-            if key in ok[0]:
-                entry[key] = mean_std([r[key] for r in ok])
+        entry = summary_entry(ok)
         ratios = [r["wall_s"] / static_wall[r["seed"]] for r in ok if r["seed"] in static_wall]
         if ratios:
             entry["wall_ratio_to_static"] = mean_std(ratios)
@@ -336,71 +355,36 @@ def write(path: str | None, result: dict) -> None:
         os.replace(tmp, path)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.environ.get("SELFEXPAND_DATA"))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--systems", default="gromo,static,random,zero,net2net,gradmax,firefly",
-                   help="comma-separated: gromo, gromo-static, static, random, zero, net2net, gradmax, firefly, "
-                        "or NAME[key=value,...] for one of ours with overrides")
-    p.add_argument("--threads", type=int, default=1, help="torch threads, the same for every system")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--start-hidden", type=int, default=8)
-    p.add_argument("--units", type=int, default=6, help="units added per growth")
-    p.add_argument("--times", type=int, default=11, help="growths, after each of the first TIMES epochs")
-    p.add_argument("--gromo-factors", type=float, nargs="+", default=[0.0, 0.1, 0.5, 1.0],
-                   help="GroMo's line search grid of scaling factors (its tutorial's)")
-    p.add_argument("--gromo-stat-batch", type=int, help="batch of GroMo's statistics pass (default: --batch-size)")
-    p.add_argument("--gromo-search-batch", type=int, help="batch of GroMo's line search (default: --batch-size)")
-    p.add_argument("--out", help="JSON file for every run and the summary")
-    args = p.parse_args(argv)
-    systems = split_systems(args.systems)
-    for system in systems:
-        name, _ = parse_system(system)
-        if name not in OURS + GROMO_SYSTEMS:
-            raise SystemExit(f"--systems: unknown system {name!r}; known: {', '.join(GROMO_SYSTEMS + OURS)}")
-    gromo_version = None
-    if any(parse_system(s)[0] in GROMO_SYSTEMS for s in systems):
-        import_gromo()
-        from importlib.metadata import version
-
-        gromo_version = version("gromo")
-    torch.set_num_threads(args.threads)
-    result = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "gromo": gromo_version, "cpu_count": os.cpu_count(),
-              "platform": platform.platform(), "selfexpand": _library_version(), "target": TARGET,
-              "protocol": {"dataset": "mnist", "split": "selfexpand load_dataset(seed): 48000/12000/10000",
-                           "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": "adam",
-                           "start_hidden": args.start_hidden, "units": args.units, "times": args.times,
-                           "gromo_factors": args.gromo_factors,
-                           "gromo_stat_batch": args.gromo_stat_batch or args.batch_size,
-                           "gromo_search_batch": args.gromo_search_batch or args.batch_size},
-              "load_start": os.getloadavg(), "rows": []}
+def run_table(result: dict, args, systems: list[str], load, gromo, ours, summarize, markdown,
+              describe=lambda row: "") -> int:
+    """Every system on every seed of ``args.seeds`` (the systems of one seed one after another), each
+    row recorded, summarised and written as it ends; a failed run is recorded and the others go on
+    (exit status 1). ``load(seed)`` gives the dataset; ``gromo`` / ``ours`` run one system;
+    ``describe(row)`` adds to the progress line."""
     failed = 0
     started = time.perf_counter()
     for seed in args.seeds:
-        ds = load_dataset("mnist", data_dir=args.data_dir, seed=seed)
+        ds = load(seed)
         for system in systems:
             name, overrides = parse_system(system)
-            load = os.getloadavg()[0]
+            load_now = os.getloadavg()[0]
             try:
-                if name in GROMO_SYSTEMS:
-                    row = run_gromo(ds, seed, args, grow=name == "gromo", overrides=overrides)
+                if name in ("gromo", "gromo-static"):
+                    row = gromo(ds, seed, args, grow=name == "gromo", overrides=overrides)
                 else:
-                    row = run_ours(ds, seed, name, overrides, args)
+                    row = ours(ds, seed, name, overrides, args)
             except Exception as exc:  # record and go on; the exit status says it
                 failed += 1
                 row = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
                 print(row["traceback"], file=sys.stderr)
-            row = {"system": system, "seed": seed, "load": load, **row}
+            row = {"system": system, "seed": seed, "load": load_now, **row}
             result["rows"].append(row)
             if "error" in row:
                 print(f"seed {seed} {system}: FAILED {row['error']}", flush=True)
             else:
                 print(f"seed {seed} {system}: test {row['test_acc']:.4f} val {row['val_acc']:.4f} params {row['params']} "
-                      f"wall {row['wall_s']:.1f} s growth {row['growth_s']:.1f} s (load {load:.2f})", flush=True)
+                      f"{describe(row)}wall {row['wall_s']:.1f} s growth {row['growth_s']:.1f} s (load {load_now:.2f})",
+                      flush=True)
             result["summary"] = summarize(result["rows"], systems)
             write(args.out, result)
     result["seconds"] = time.perf_counter() - started
@@ -415,6 +399,64 @@ def main(argv=None) -> int:
         print(f"{failed} run(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def add_common_args(p: argparse.ArgumentParser, systems: str, systems_help: str, epochs: int) -> None:
+    """The options every side by side has: data, seeds, systems, threads, the training protocol, GroMo's
+    line search and passes, the output file."""
+    p.add_argument("--data-dir", default=os.environ.get("SELFEXPAND_DATA"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--systems", default=systems, help=systems_help)
+    p.add_argument("--threads", type=int, default=1, help="torch threads, the same for every system")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--gromo-factors", type=float, nargs="+", default=[0.0, 0.1, 0.5, 1.0],
+                   help="GroMo's line search grid of scaling factors (its tutorial's)")
+    p.add_argument("--gromo-stat-batch", type=int, help="batch of GroMo's statistics pass (default: --batch-size)")
+    p.add_argument("--gromo-search-batch", type=int, help="batch of GroMo's line search (default: --batch-size)")
+    p.add_argument("--out", help="JSON file for every run and the summary")
+
+
+def start_result(args, ours: tuple[str, ...], importer, target, protocol: dict) -> tuple[list[str], dict]:
+    """The systems of ``args.systems`` (an unknown one refused; GroMo imported by ``importer`` when one
+    is GroMo's) and the result's header; sets the torch thread count."""
+    systems = split_systems(args.systems)
+    for system in systems:
+        name, _ = parse_system(system)
+        if name not in ours + GROMO_SYSTEMS:
+            raise SystemExit(f"--systems: unknown system {name!r}; known: {', '.join(GROMO_SYSTEMS + ours)}")
+    gromo_version = None
+    if any(parse_system(s)[0] in GROMO_SYSTEMS for s in systems):
+        importer()
+        from importlib.metadata import version
+
+        gromo_version = version("gromo")
+    torch.set_num_threads(args.threads)
+    return systems, {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+                     "threads": torch.get_num_threads(), "torch": torch.__version__, "gromo": gromo_version,
+                     "cpu_count": os.cpu_count(), "platform": platform.platform(), "selfexpand": _library_version(),
+                     "target": target, "protocol": protocol, "load_start": os.getloadavg(), "rows": []}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(p, "gromo,static,random,zero,net2net,gradmax,firefly",
+                    "comma-separated: gromo, gromo-static, static, random, zero, net2net, gradmax, firefly, "
+                    "or NAME[key=value,...] for one of ours with overrides", epochs=20)
+    p.add_argument("--start-hidden", type=int, default=8)
+    p.add_argument("--units", type=int, default=6, help="units added per growth")
+    p.add_argument("--times", type=int, default=11, help="growths, after each of the first TIMES epochs")
+    args = p.parse_args(argv)
+    systems, result = start_result(
+        args, OURS, import_gromo, TARGET,
+        {"dataset": "mnist", "split": "selfexpand load_dataset(seed): 48000/12000/10000",
+         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": "adam",
+         "start_hidden": args.start_hidden, "units": args.units, "times": args.times,
+         "gromo_factors": args.gromo_factors, "gromo_stat_batch": args.gromo_stat_batch or args.batch_size,
+         "gromo_search_batch": args.gromo_search_batch or args.batch_size})
+    return run_table(result, args, systems, lambda seed: load_dataset("mnist", data_dir=args.data_dir, seed=seed),
+                     run_gromo, run_ours, summarize, markdown)
 
 
 if __name__ == "__main__":
