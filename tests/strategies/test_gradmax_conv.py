@@ -222,6 +222,41 @@ def test_small_epsilon_changes_the_function_by_order_epsilon():
     assert 0 < changes[1] < changes[0] / 5
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_behind_batch_norm_the_change_is_order_epsilon_in_both_modes(seed):
+    """The new channels' batch-norm weight starts at epsilon: training-mode batch norm, which scales
+    the epsilon-sized pre-activation to unit variance, changes the output by O(epsilon), not by the
+    outgoing kernels' size."""
+    changes = {"train": [], "eval": []}
+    for eps in (1e-2, 1e-3):
+        net, ctx, spec = world(40 + seed, bn=True, act="relu")
+        x = ctx.data.x_train
+        before = {mode: getattr(copy.deepcopy(net), mode)()(x).detach() for mode in changes}
+        GradMaxInitializer(epsilon=eps).grow(ctx, [Site("L", 2)])
+        assert torch.equal(net.layers["L"].norm.weight.detach()[-2:], torch.full((2,), eps, dtype=torch.float64))
+        for mode in changes:
+            after = getattr(copy.deepcopy(net), mode)()(x).detach()
+            changes[mode].append(float((after - before[mode]).abs().max()))
+    assert changes["train"][0] < 0.1 and changes["train"][1] < changes["train"][0] / 5, (changes, spec)
+    assert changes["eval"][1] <= changes["eval"][0] / 5 + 1e-12, (changes, spec)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_behind_batch_norm_and_relu_new_channels_train_only_with_epsilon_above_zero(seed):
+    """At epsilon 0 the new channel's map is a constant that batch norm sends to 0, where relu'(0) = 0:
+    no gradient reaches its kernel, bias or batch norm, and it stays dead; at epsilon 1e-3 all three
+    get a gradient."""
+    for eps, alive in ((0.0, False), (1e-3, True)):
+        net, ctx, spec = world(60 + seed, bn=True, act="relu", pool=None)
+        GradMaxInitializer(epsilon=eps).grow(ctx, [Site("L", 2)])
+        ref = copy.deepcopy(net).train()
+        layer, conn = ref.layers["L"], ref.connections[ref.connection_names(target="L")[0]]
+        params = (conn.weight, layer.bias, layer.norm.weight, layer.norm.bias)
+        grads = torch.autograd.grad(F.cross_entropy(ref(ctx.data.x_train), ctx.data.y_train), params)
+        moved = [bool(g[-2:].abs().sum() > 0) for g in grads]
+        assert moved == [alive] * 4, (eps, moved, spec)
+
+
 def _incoming_gradient(net, x, y) -> torch.Tensor:
     """The mean loss's gradient on the newest channel's incoming kernel (training mode, on a copy)."""
     ref = copy.deepcopy(net).train()

@@ -59,10 +59,10 @@ PRESETS = (
               conv_row={}),
     _baseline("net2net", "new units as noisy copies of existing ones (Net2Net, function preserved)", "net2net",
               conv_row={}, noise=1e-3),
-    # GradMax's conv row: behind batch norm in training mode an epsilon-small incoming kernel is scaled up
-    # to unit variance; epsilon 0 keeps the function exactly
+    # GradMax's conv row keeps epsilon 1e-3: at 0 a new channel behind batch norm and ReLU never trains
+    # (strategies/initializers/gradmax_conv.py); its batch-norm weight starts at epsilon
     _baseline("gradmax", "new units whose outgoing weights maximise the gradient norm (GradMax)", "gradmax",
-              conv_row={"epsilon": 0.0}, epsilon=1e-3),
+              conv_row={}, epsilon=1e-3),
     # Firefly's conv row scores candidates on 256 images (SENN's cifar10 row's sample): with the dense
     # rows' 2,048, one growth step of the 4-8-16 -> 16-32-64 network cost minutes (float64 conv passes
     # over 2,048 x 32 x 32 positions), most of a run

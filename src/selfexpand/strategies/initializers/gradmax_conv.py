@@ -47,10 +47,21 @@ a conv kernel ``K (C_out, D, k2, k2)`` (stride ``s2``, padding ``p2``) applied t
 ``D``-channel map (``D = C_in k1^2``), added to ``l+1``'s pre-activation (a dense ``(C_out, D P)``
 weight on ``flatten(TX)`` across the flatten boundary); ``dL/dK`` rearranged is ``M``.
 
+Batch norm. Behind batch norm, with ``epsilon > 0``, the new channels' batch-norm weight starts at
+``epsilon``, not 1: in training mode batch norm scales the ``epsilon``-sized pre-activation up to unit
+variance, and a weight of ``epsilon`` brings the channel's output back to ``epsilon`` size (in
+evaluation mode, with the new channels' running statistics at mean 0 and variance 1, it is
+``epsilon^2``-sized). Its gradient is not small (``sum dL/dy * y_hat``), so the weight grows in as
+training goes, as a residual block's last batch norm started at zero does; the incoming kernels'
+gradient is scaled by it (its direction, the one ``M`` maximises, is not). ``epsilon = 0`` keeps the
+weight at 1 and the function exactly but leaves a channel behind batch norm and ReLU dead for good: its
+pre-activation is a constant, batch norm maps it to 0, and ``relu'(0) = 0`` passes no gradient to its
+kernel, its bias or its batch norm (the bench's ``cifar10`` row once ran so and every new channel stayed
+inactive).
+
 Function preservation: exact at ``epsilon = 0`` (the new channels output ``act(bn(0))``, 0 for ReLU /
-tanh, in training and evaluation mode). With ``epsilon > 0``: ``O(epsilon)`` without batch norm, and
-with batch norm in evaluation mode only; in training mode batch norm scales the new ``epsilon``-sized
-channel to unit variance, so the change is of the order of the outgoing kernels.
+tanh, in training and evaluation mode). With ``epsilon > 0``: ``O(epsilon)``, with batch norm in both
+modes too (the weight above).
 """
 
 from __future__ import annotations
@@ -184,5 +195,9 @@ def grow_conv_site(ctx, layer: str, k: int, epsilon: float):
     dtype = cout.weight.dtype
     event = add_units(net, layer, k, incoming={conn_in: incoming.to(dtype)}, bias=torch.zeros(k, dtype=dtype),
                       outgoing={conn_out: values.contiguous().to(dtype)}, optimizer=ctx.optimizer)
+    norm = net.layers[layer].norm
+    if norm is not None and norm.affine and epsilon > 0:  # batch-norm weight epsilon (module docstring)
+        with torch.no_grad():
+            norm.weight[n_old:n_old + k] = epsilon
     event.details["singular_values"] = torch.linalg.svdvals(m)[:k].tolist()
     return event
