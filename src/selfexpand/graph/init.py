@@ -16,8 +16,10 @@ def reinitialize(net, seed: int) -> None:
     """Draw every value anew from ``seed``: a static twin is freshly initialised.
 
     Graph weights and biases are drawn like ``nn.Linear``: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``,
-    ``fan_in`` being the number of live edges into the layer (at least 1). Masks stay (they are part
-    of the architecture); provisional marks and growth marks (``grown``) are cleared. The front, if
+    ``fan_in`` being the number of live edges into the layer (at least 1). A layer's batch norm starts
+    as ``nn.BatchNorm`` does (weight 1, bias 0, running mean 0, variance 1, no batches tracked): the
+    grown run's trained affine values and statistics are not the twin's to keep. Masks stay (they are
+    part of the architecture); provisional marks and growth marks (``grown``) are cleared. The front, if
     any, is then re-drawn from the same generator by :func:`reset_front`.
     """
     gen = torch.Generator().manual_seed(seed)
@@ -31,6 +33,8 @@ def reinitialize(net, seed: int) -> None:
             c.provisional = None
         layer = net.layers[name]
         layer.bias.copy_(((torch.rand(layer.size, generator=gen) * 2 - 1) * bound).to(layer.bias))
+        if getattr(layer, "norm", None) is not None:
+            layer.norm.reset_parameters()
         reset = getattr(layer.activation, "reset_parameters", None)
         if callable(reset):  # a learnable activation starts afresh too (SENN's rational: the identity)
             reset()
