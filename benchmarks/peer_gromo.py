@@ -261,7 +261,7 @@ def run_ours(ds, seed: int, method: str, overrides: dict, args) -> dict:
     result = trainer.fit(model, ds)
     wall = time.perf_counter() - start
     epochs = [r for r in result.history.records if r["type"] == "epoch"]
-    hidden = [layer.size for name, layer in result.model.layers.items() if name not in ("input", result.model.output_name)]
+    hidden = [result.model.layers[name].size for name in result.model.hidden_layers()]
     return {"test_acc": accuracy(result.model, ds.x_test, ds.y_test), "val_acc": epochs[-1]["val_metric"],
             "params": result.model.counts()["params"], "hidden": hidden[0] if len(hidden) == 1 else hidden,
             "wall_s": wall, "growth_s": result.growth_seconds, "train_s": result.train_seconds,

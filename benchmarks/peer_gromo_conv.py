@@ -281,7 +281,7 @@ def run_ours(ds, seed: int, method: str, overrides: dict, args) -> dict:
     records = result.history.records
     epochs = [r for r in records if r["type"] == "epoch"]
     net = result.model
-    widths = [layer.size for name, layer in net.layers.items() if name not in ("input", net.output_name)]
+    widths = [net.layers[name].size for name in net.hidden_layers()]
     events = [[r["epoch"], r["site"], r.get("kind"), r.get("units_added", 0)] for r in records if r["type"] == "growth"]
     return {"test_acc": accuracy(net, ds.x_test, ds.y_test), "val_acc": epochs[-1]["val_metric"],
             "params": net.counts()["params"], "widths": widths, "wall_s": wall, "growth_s": result.growth_seconds,

@@ -123,29 +123,38 @@ def op_remove_zero(case, data):
 OPS = {"add": op_add, "insert": op_insert, "split": op_split, "remove_zero": op_remove_zero}
 
 
-def run_ops(data, kinds):
-    case = draw_conv_case(data)
+def applied_ops(case, data, kinds):
+    """Apply ``kinds`` to ``case`` in turn, yielding after each op its eval-mode outputs and the outputs it
+    promises (those before it, or the op's own reference)."""
     for kind in kinds:
         reference = outputs(case.net, case.x)
         changed = OPS[kind](case, data)
-        reference = changed if changed is not None else reference
         case.net.eval()
-        torch.testing.assert_close(outputs(case.net, case.x), reference, **TOL, msg=lambda m: "\n".join(
-            [m, *case.log]))
-    check_export_and_spec(case.net, case.x, outputs(case.net, case.x))
+        yield outputs(case.net, case.x), changed if changed is not None else reference
+
+
+def _log(case):
+    return lambda m: "\n".join([m, *case.log])
 
 
 @pytest.mark.parametrize("kind", list(OPS))
 @SETTINGS
 @given(data=st.data())
 def test_conv_op_keeps_the_function(kind, data):
-    run_ops(data, [kind])
+    case = draw_conv_case(data)
+    for got, promised in applied_ops(case, data, [kind]):
+        torch.testing.assert_close(got, promised, **TOL, msg=_log(case))
+    check_export_and_spec(case.net, case.x, outputs(case.net, case.x))
 
 
 @SETTINGS
 @given(data=st.data())
 def test_conv_op_sequences_keep_the_function(data):
-    run_ops(data, data.draw(st.lists(st.sampled_from(list(OPS)), min_size=2, max_size=4), label="ops"))
+    case = draw_conv_case(data)
+    kinds = data.draw(st.lists(st.sampled_from(list(OPS)), min_size=2, max_size=4), label="ops")
+    for got, promised in applied_ops(case, data, kinds):
+        torch.testing.assert_close(got, promised, **TOL, msg=_log(case))
+    check_export_and_spec(case.net, case.x, outputs(case.net, case.x))
 
 
 @SETTINGS
