@@ -4,6 +4,7 @@ unit. Fits are tiny (20 epochs on a few hundred rows)."""
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -176,3 +177,54 @@ def test_cross_val_score_of_the_regressor_on_diabetes():
     x, y = load_diabetes(return_X_y=True)
     scores = cross_val_score(GrowingRegressor(epochs=30, random_state=0), x, y, cv=3)  # R^2 on each fold
     assert scores.shape == (3,) and np.isfinite(scores).all() and scores.mean() > 0.2
+
+
+# ------------------------------------------------------------------ own validation rows, no standardisation
+def test_fit_with_the_runs_split_and_scaling_trains_the_runs_network(tmp_path):
+    """``standardize=False`` with the digits run's own rows (scaled as its loader scales them) and its
+    validation rows: the same network, epoch by epoch, as ``train_run`` on digits (what
+    ``benchmarks/bench_sklearn.py`` times)."""
+    from selfexpand.data import load_dataset
+    from selfexpand.runconfig import RunConfig
+    from selfexpand.runs import train_run
+
+    data = load_dataset("digits", seed=3)
+    _, summary = train_run(RunConfig(method="edge", dataset="digits", seed=3, epochs=6, out=str(tmp_path / "r")))
+    est = GrowingClassifier("edge", epochs=6, standardize=False, random_state=3).fit(
+        data.x_train.numpy(), data.y_train.numpy(), X_val=data.x_val.numpy(), y_val=data.y_val.numpy())
+    assert est.summary_["n_train"] == len(data.y_train) and est.summary_["n_val"] == len(data.y_val)
+    assert est.summary_["params_final"] == summary["params_final"] > summary["params_start"]  # it grew, alike
+    records = [json.loads(line) for line in (tmp_path / "r" / "history.jsonl").read_text().splitlines()]
+    run_losses = [r["train_loss"] for r in records if r["type"] == "epoch"]
+    assert [r["train_loss"] for r in est.history_ if r["type"] == "epoch"] == run_losses
+    # the same network: its test accuracy is the run's (predict computes in float64, the run in float32)
+    n_test = len(data.y_test)
+    assert est.score(data.x_test.numpy(), data.y_test.numpy()) == pytest.approx(summary["test_metric"], abs=1.5 / n_test)
+
+
+def test_own_validation_rows_are_used_and_checked(blobs):
+    x, y = blobs
+    est = GrowingClassifier(epochs=2, random_state=0).fit(x[:200], y[:200], X_val=x[200:], y_val=y[200:])
+    assert est.summary_["n_train"] == 200 and est.summary_["n_val"] == 100
+    with pytest.raises(ValueError, match="both X_val and y_val"):
+        GrowingClassifier(**FAST).fit(x, y, X_val=x[:5])
+    with pytest.raises(ValueError, match="X_val has 3 features, X has 4"):
+        GrowingClassifier(**FAST).fit(x, y, X_val=x[:5, :3], y_val=y[:5])
+    with pytest.raises(ValueError, match="labels that y does not"):
+        GrowingClassifier(**FAST).fit(x, y, X_val=x[:5], y_val=np.array(["pink"] * 5))
+    with pytest.raises(ValueError, match="5 rows but y_val 4"):
+        GrowingClassifier(**FAST).fit(x, y, X_val=x[:5], y_val=y[:4])
+    with pytest.raises(ValueError, match="y_val has shape"):
+        GrowingRegressor(**FAST).fit(x, x[:, :2], X_val=x[:5], y_val=x[:5, 0])
+
+
+def test_standardize_false_uses_the_features_as_given(blobs):
+    x, y = blobs
+    est = GrowingClassifier(epochs=2, random_state=0, standardize=False).fit(x / 100, y)
+    assert "mean" not in est.preprocessing_ and "target_mean" not in est.preprocessing_
+    scaled = GrowingClassifier(epochs=2, random_state=0).fit(x / 100, y)
+    assert "mean" in scaled.preprocessing_
+    with pytest.raises(TypeError, match="standardize must be True or False"):
+        GrowingClassifier(epochs=2, standardize="yes").fit(x, y)
+    reg = GrowingRegressor(epochs=2, random_state=0, standardize=False).fit(x[:, :3], x[:, 3])
+    assert "target_mean" not in reg.preprocessing_

@@ -6,12 +6,14 @@ arguments over it (:func:`selfexpand.presets.resolve_config`), the method's part
 (:func:`~selfexpand.presets.build_method`), its start network (:func:`~selfexpand.presets.build_start`)
 and :meth:`Trainer.from_settings <selfexpand.train.trainer.Trainer.from_settings>`. No run directory is
 written. The training data is split into training and validation rows (``val_fraction``, stratified
-for classes where possible) by ``random_state``; the growth triggers watch the validation split.
+for classes where possible) by ``random_state``, unless ``fit`` is given its own validation rows
+(``X_val``, ``y_val``); the growth triggers watch the validation split.
 
-**Standardisation is inside**: features are standardised with the training split's mean and standard
-deviation (the statistics a CLI run stores in ``preprocessing.json``), and regression targets too,
-``predict`` mapping outputs back to the target's unit. A ``StandardScaler`` in front (a ``Pipeline``)
-is harmless and unneeded.
+**Standardisation is inside** (``standardize=True``, the default): features are standardised with the
+training split's mean and standard deviation (the statistics a CLI run stores in
+``preprocessing.json``), and regression targets too, ``predict`` mapping outputs back to the target's
+unit. A ``StandardScaler`` in front (a ``Pipeline``) is harmless and unneeded. ``standardize=False``
+uses features and targets as given (already scaled, e.g. as a dataset's own preprocessing does).
 
 After ``fit``: ``model_`` (the grown network exported to plain PyTorch, :meth:`GrowableNet.export`,
 on the CPU, in eval mode), ``history_`` (the run's epoch and growth records, as ``history.jsonl``),
@@ -33,7 +35,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from .data.registry import assemble_dataset
 from .errors import TrainingStopped
@@ -62,7 +64,8 @@ class _GrowingEstimator(BaseEstimator):
     _task = "classification"
 
     def __init__(self, method="edge", *, epochs=None, lr=None, batch_size=None, max_params=None, hidden=None,
-                 settings=None, val_fraction=0.2, random_state=None, device="cpu", callbacks=None, verbose=0):
+                 settings=None, val_fraction=0.2, standardize=True, random_state=None, device="cpu", callbacks=None,
+                 verbose=0):
         self.method = method
         self.epochs = epochs
         self.lr = lr
@@ -71,6 +74,7 @@ class _GrowingEstimator(BaseEstimator):
         self.hidden = hidden
         self.settings = settings
         self.val_fraction = val_fraction
+        self.standardize = standardize
         self.random_state = random_state
         self.device = device
         self.callbacks = callbacks
@@ -103,9 +107,29 @@ class _GrowingEstimator(BaseEstimator):
         check_training(resolved, config)
         return config, resolved
 
+    def _validation(self, X, X_val, y_val, what: str):
+        """``fit``'s own validation rows, checked against ``X``: ``(X_val, y_val)`` or None."""
+        if (X_val is None) != (y_val is None):
+            raise ValueError("pass both X_val and y_val, or neither")
+        if X_val is None:
+            return None
+        X_val = check_array(X_val, dtype=[np.float64, np.float32])
+        if X_val.shape[1] != X.shape[1]:
+            raise ValueError(f"X_val has {X_val.shape[1]} features, X has {X.shape[1]}")
+        y_val = column_or_1d(y_val) if what == "labels" else np.asarray(y_val, dtype=np.float64)
+        if len(y_val) != len(X_val):
+            raise ValueError(f"X_val has {len(X_val)} rows but y_val {len(y_val)}")
+        if what != "labels" and not np.isfinite(y_val).all():
+            raise ValueError("y_val holds NaN or infinity")
+        return X_val, y_val
+
     def _dataset(self, X: np.ndarray, y: np.ndarray, seed: int, meta: dict):
         """A :class:`~selfexpand.data.Dataset` of the arrays: split, standardised (no test rows)."""
-        meta = {"task": self._task, "standardize": True, "standardize_target": self._task == "regression",
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise TypeError(f"standardize must be True or False, got {self.standardize!r}")
+        standardize = bool(self.standardize)
+        meta = {"task": self._task, "standardize": standardize,
+                "standardize_target": standardize and self._task == "regression",
                 "preprocessing": {"input_shape": [X.shape[1]]}, **meta}
         # one row stands in for the test set (preprocessing cannot reshape zero rows); it is dropped after
         data = assemble_dataset("arrays", (X, y, X[:1], y[:1], meta), seed, self.val_fraction)
@@ -121,7 +145,7 @@ class _GrowingEstimator(BaseEstimator):
         data = self._dataset(X, y, seed, meta)
         if data.x_train.shape[0] == 0 or data.x_val.shape[0] == 0:
             raise ValueError(f"val_fraction={self.val_fraction} leaves no training or no validation rows of "
-                             f"n_samples = {n}")
+                             f"n_samples = {n}" if meta.get("validation") is None else "X_val has no rows")
         method = build_method(self.method, settings)
         check_start_fits(settings, data.n_features, data.n_outputs, device=config.device,
                          n_train=int(data.x_train.shape[0]))
@@ -183,7 +207,10 @@ class GrowingClassifier(ClassifierMixin, _GrowingEstimator):
         hidden: the start network's hidden widths, e.g. ``(16,)`` (None: the method's).
         settings: more settings of the method by name (``{"tau": 0.5, "optimizer": "adamw"}``), as
             ``selfexpand train --set``; stored untouched.
-        val_fraction: fraction of the training rows held out for validation (growth decisions).
+        val_fraction: fraction of the training rows held out for validation (growth decisions), unless
+            ``fit`` is given ``X_val`` and ``y_val``.
+        standardize: standardise features (and regression targets) with the training split's mean and
+            standard deviation (True); False uses them as given.
         random_state: seed of the split, the start values, the data order and growth (an int: the
             same fit every time; None: a new seed per fit).
         device: ``cpu`` or ``cuda``.
@@ -191,7 +218,7 @@ class GrowingClassifier(ClassifierMixin, _GrowingEstimator):
             :class:`selfexpand.train.tensorboard.TensorBoardLogger`), called after the recorders.
         verbose: 0 quiet; 1 a progress bar (tqdm, on stderr); 2 also each epoch logged at INFO.
 
-    Features are standardised inside (the training split's mean and standard deviation); classes may be
+    Features are standardised inside by default (the training split's mean and standard deviation); classes may be
     any labels (strings too). See the module docstring for the fitted attributes.
 
     Raises:
@@ -201,15 +228,26 @@ class GrowingClassifier(ClassifierMixin, _GrowingEstimator):
 
     _task = "classification"
 
-    def fit(self, X, y):
-        """Grow and train a network on ``X`` (``(n_samples, n_features)``) and labels ``y``; returns self."""
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Grow and train a network on ``X`` (``(n_samples, n_features)``) and labels ``y``; returns self.
+
+        ``X_val``, ``y_val``: validation rows for the growth decisions (then every row of ``X`` trains
+        and ``val_fraction`` is not used); their labels must be among ``y``'s.
+        """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         classes, encoded = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(f"GrowingClassifier needs at least 2 classes in y, got 1 class ({classes[0]!r})")
+        meta = {"n_outputs": len(classes)}
+        validation = self._validation(X, X_val, y_val, "labels")
+        if validation is not None:
+            unseen = np.setdiff1d(validation[1], classes)
+            if len(unseen):
+                raise ValueError(f"y_val holds labels that y does not: {unseen[:5].tolist()}")
+            meta["validation"] = (validation[0], np.searchsorted(classes, validation[1]).astype(np.int64))
         self.classes_ = classes
-        return self._train(X, encoded.astype(np.int64), {"n_outputs": len(classes)})
+        return self._train(X, encoded.astype(np.int64), meta)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (softmax of the outputs), columns in the order of ``classes_``."""
@@ -232,13 +270,23 @@ class GrowingRegressor(RegressorMixin, _GrowingEstimator):
 
     _task = "regression"
 
-    def fit(self, X, y):
-        """Grow and train a network on ``X`` and targets ``y`` (one or several columns); returns self."""
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Grow and train a network on ``X`` and targets ``y`` (one or several columns); returns self.
+
+        ``X_val``, ``y_val``: validation rows for the growth decisions (then every row of ``X`` trains
+        and ``val_fraction`` is not used), ``y_val`` shaped like ``y``.
+        """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, multi_output=True)
         y = np.asarray(y, dtype=np.float64)
+        meta = {}
+        validation = self._validation(X, X_val, y_val, "targets")
+        if validation is not None:
+            if validation[1].shape[1:] != y.shape[1:]:
+                raise ValueError(f"y_val has shape {validation[1].shape}, y {y.shape}: they must match past the rows")
+            meta["validation"] = validation
         self.n_outputs_ = 1 if y.ndim == 1 else int(y.shape[1])
         self._y_ndim = y.ndim
-        return self._train(X, y, {})
+        return self._train(X, y, meta)
 
     def predict(self, X) -> np.ndarray:
         """Predicted targets in their own unit: ``(n_samples,)`` when ``y`` had one dimension."""
