@@ -266,6 +266,41 @@ def test_flop_meter_pauses():
     assert meter.total == 2 * (2 * 4 * 5 * 3) + 7
 
 
+def test_a_repeated_search_is_counted_as_if_every_step_were_measured():
+    """``FlopMeter.repeats``: SENN's ascent measured on its first step only counts what measuring every
+    step counts; outside a running meter it measures nothing."""
+    from selfexpand.strategies.senn.proposals import gradient_ascent, mala
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
+
+    def objective(theta):  # (P, 7) -> (P,): products with x forward and backward
+        return torch.tanh(x @ theta[:, :-1].T + theta[:, -1]).square().mean(0)
+
+    init = torch.randn(5, 7, generator=gen, dtype=torch.float64)
+    for search in (lambda **kw: gradient_ascent(objective, init, steps=6, lr=0.1, **kw),
+                   lambda **kw: mala(objective, init, bursts=2, steps=3, generator=torch.Generator().manual_seed(1),
+                                     **kw)):
+        with FlopMeter() as every:
+            plain = search()
+        with FlopMeter() as sampled:
+            ticked = search(step_context=sampled.repeats())
+        assert sampled.total == every.total > 0
+        torch.testing.assert_close(ticked[0], plain[0], rtol=0, atol=0)  # the search itself unchanged
+    idle = FlopMeter()
+    tick = idle.repeats()
+    with tick():
+        x @ x.T  # no meter running: nothing is measured
+    assert idle.total == 0
+    counted = FlopMeter()
+    with counted:
+        tick = counted.repeats()
+        for size in (3, 3, 3):
+            with tick():
+                torch.randn(size, 4) @ torch.randn(4, 2)
+    assert counted.total == 3 * (2 * 3 * 4 * 2)
+
+
 # ---------------------------------------------------------------- runs
 # tiny SVoD rounds on digits: 64-8-8-10, growth after epoch 1 and 2
 ROUNDS = {"hidden": [8, 8], "rounds": 3, "schedule": [4, 6], "max_round_epochs": 1, "patience": 10,

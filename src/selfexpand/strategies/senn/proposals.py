@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, NamedTuple
 
 import torch
@@ -64,7 +65,8 @@ def _log_proposal(to: torch.Tensor, start: torch.Tensor, grad: torch.Tensor, ste
 
 
 def mala(log_density: Objective, init: torch.Tensor, *, bursts: int, steps: int, step_size: float = 0.3,
-         target_accept: float = 0.6, generator: torch.Generator | None = None) -> MalaResult:
+         target_accept: float = 0.6, generator: torch.Generator | None = None,
+         step_context: Callable[[], AbstractContextManager] | None = None) -> MalaResult:
     """Metropolis-adjusted Langevin over P independent chains at once.
 
     Proposal ``theta' = theta + h * grad log p(theta) + sqrt(2 h) * xi``, ``xi ~ N(0, I)``, accepted with
@@ -83,6 +85,8 @@ def mala(log_density: Objective, init: torch.Tensor, *, bursts: int, steps: int,
         step_size: initial ``h`` (the reference: 0.3).
         target_accept: acceptance rate the step size is adapted towards, in (0, 1).
         generator: the source of every random draw.
+        step_context: a context-manager factory entered around each step (each runs the same
+            operations on tensors of the same shapes), e.g. ``FlopMeter.repeats()``.
 
     Returns:
         :class:`MalaResult`: final states, their log densities, and the last burst's acceptance rate.
@@ -103,13 +107,15 @@ def mala(log_density: Objective, init: torch.Tensor, *, bursts: int, steps: int,
     grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
     chains = theta.shape[0]
     acceptance = 0.0
+    step_context = step_context or nullcontext
     for burst in range(bursts):
         accepted = torch.zeros((), dtype=torch.float64)
         for _ in range(steps):
             noise = torch.randn(theta.shape, generator=generator, dtype=theta.dtype, device=theta.device)
             uniform = torch.rand(chains, generator=generator, dtype=theta.dtype, device=theta.device)
             proposal = theta + h * grad + math.sqrt(2.0 * h) * noise
-            logp_new, grad_new = _value_and_grad(log_density, proposal)
+            with step_context():
+                logp_new, grad_new = _value_and_grad(log_density, proposal)
             log_ratio = (logp_new + _log_proposal(theta, proposal, grad_new, h)
                          - logp - _log_proposal(proposal, theta, grad, h))
             finite = torch.isfinite(log_ratio) & torch.isfinite(grad_new).all(1)
@@ -125,7 +131,8 @@ def mala(log_density: Objective, init: torch.Tensor, *, bursts: int, steps: int,
 
 
 def gradient_ascent(objective: Objective, init: torch.Tensor, *, steps: int, lr: float,
-                    generator: torch.Generator | None = None) -> AscentResult:
+                    generator: torch.Generator | None = None,
+                    step_context: Callable[[], AbstractContextManager] | None = None) -> AscentResult:
     """P independent gradient ascents at once with Adam (betas 0.9, 0.999) on ``objective(theta).sum()``.
 
     Adam acts element-wise and each chain's value depends only on its own row, so the chains do not
@@ -137,6 +144,7 @@ def gradient_ascent(objective: Objective, init: torch.Tensor, *, steps: int, lr:
         steps: number of Adam steps.
         lr: Adam learning rate, > 0.
         generator: unused (the ascent is deterministic); accepted so that searches share a signature.
+        step_context: as :func:`mala`'s, entered around each step's objective and gradient.
 
     Returns:
         :class:`AscentResult`: the final states and their objective values.
@@ -150,8 +158,10 @@ def gradient_ascent(objective: Objective, init: torch.Tensor, *, steps: int, lr:
     lr = number("lr", lr, 0, low_open=True)
     theta = init.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=lr)
+    step_context = step_context or nullcontext
     for _ in range(steps):
-        _, grad = _value_and_grad(objective, theta)
+        with step_context():
+            _, grad = _value_and_grad(objective, theta)
         theta.grad = -torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
         optimizer.step()
     states = theta.detach()
