@@ -145,7 +145,7 @@ class _GrowingEstimator(BaseEstimator):
         data = self._dataset(X, y, seed, meta)
         if data.x_train.shape[0] == 0 or data.x_val.shape[0] == 0:
             raise ValueError(f"val_fraction={self.val_fraction} leaves no training or no validation rows of "
-                             f"n_samples = {n}" if meta.get("validation") is None else "X_val has no rows")
+                             f"n_samples = {n}")
         method = build_method(self.method, settings)
         check_start_fits(settings, data.n_features, data.n_outputs, device=config.device,
                          n_train=int(data.x_train.shape[0]))
