@@ -131,3 +131,13 @@ def test_methods_name_shows_its_settings():
     out = run_ok("methods", "edge", "--dataset", "digits")
     assert out.startswith("edge: ") and "row: digits" in out
     assert re.search(r"^  epochs = \d+$", out, re.M) and re.search(r"^  tau = ", out, re.M)
+
+
+def test_python_dash_m_runs_the_same_command_line():
+    """``python -m selfexpand`` is the ``selfexpand`` script: the same help, the same exit statuses."""
+    helped = subprocess.run([sys.executable, "-m", "selfexpand", "methods"], capture_output=True, text=True,
+                            timeout=120)
+    assert helped.returncode == 0 and "edge" in helped.stdout
+    refused = subprocess.run([sys.executable, "-m", "selfexpand", "train", "--method", "no-such-method"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "no-such-method" in refused.stderr
