@@ -57,7 +57,8 @@ LAYERS: dict[str, str] = {
     **{m: "presets" for m in _names("presets", _PRESETS)},
     **{m: "runs" for m in _names("", _RUNS) + _names("sweep", _SWEEP) + _names("bench", _BENCH)
                         + _names("search", _SEARCH)},
-    **{m: "cli" for m in _names("", ["cli", "cli_parser", "cli_commands", "cli_batch", "cli_output", "cli_search"])},
+    **{m: "cli" for m in _names("", ["cli", "cli_parser", "cli_commands", "cli_batch", "cli_output", "cli_search",
+                                     "__main__"])},
     PACKAGE: "package",
 }
 
