@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import statistics
@@ -34,21 +33,15 @@ from torch import nn
 from selfexpand.data import load_dataset
 from selfexpand.graph import GrowableNet
 from selfexpand.presets import resolve_config
-from selfexpand.train.trainer import Trainer, make_optimizer
+from selfexpand.train.trainer import make_optimizer
+
+# ``python benchmarks/bench_grown.py`` puts benchmarks/ first on sys.path: the edge table's epoch timing
+from bench_edge_mnist import dense_width, epoch_seconds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "edge_mnist_s0.safetensors"
 DENSITIES = (0.01, 0.03, 0.1, 0.2, 0.4)
 SHAPES = ((332, 147, 784), (133, 42, 332), (70, 40, 133), (35, 14, 70))  # rows, columns read, source size
-
-
-def epoch_seconds(net, data, cfg, seed: int) -> float:
-    """One training epoch of a throw-away copy of ``net`` (fresh optimizer), the preset's settings."""
-    trainer = Trainer(None, epochs=1, batch_size=cfg["batch_size"], lr=cfg["lr"], optimizer=cfg["optimizer"],
-                      weight_decay=cfg["weight_decay"], seed=seed)
-    start = time.perf_counter()
-    trainer.fit(copy.deepcopy(net), data)
-    return time.perf_counter() - start
 
 
 def step_parts(model, x, y, steps: int) -> dict:
@@ -148,7 +141,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     grown = GrowableNet.load(FIXTURE)
     counts = grown.counts()
-    width = round((counts["params"] - 10) / (784 + 1 + 10))
+    width = dense_width(counts["params"], 784, 10)
     dense = GrowableNet.mlp([784, width, 10], seed=0)
     result = {"command": "python benchmarks/bench_grown.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "threads": 1, "load_before": os.getloadavg(), "counts": counts, "dense_width": width,

@@ -182,12 +182,13 @@ class NaturalExpansionSelector(Selector):
         ratio = math.inf if eta <= 0 else delta / eta
         return delta > 0 and ratio > self.tau and delta / max(g2, 1e-30) > self.alpha
 
-    def _search(self, score_fn, dim: int, eta: float, generator, init: torch.Tensor | None = None, *,
-                meter=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``proposals`` parameter vectors and their scores, improved by MALA or gradient ascent.
-        A re-proposal (``init`` given: the previous population) runs ``reproposal`` of the search
-        (0: the population is only scored again). ``meter``: the growth step's FLOP meter, which
-        measures the first step of the search and counts the others alike (they repeat it)."""
+    def _search(self, score_fn, dim: int, eta: float, ctx,
+                init: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``proposals`` parameter vectors and their scores, improved by MALA or gradient ascent, drawn
+        from ``ctx.generator``. A re-proposal (``init`` given: the previous population) runs
+        ``reproposal`` of the search (0: the population is only scored again). The growth step's FLOP
+        meter (``ctx.growth_meter``) measures the search's first step and counts the others alike."""
+        generator, meter = ctx.generator, ctx.growth_meter
         tick = meter.repeats() if meter is not None else None
         fraction = 1.0 if init is None else self.reproposal
         if init is None:
@@ -258,11 +259,10 @@ class NaturalExpansionSelector(Selector):
         while width + len(weights) < cap and budget[0] >= cost:
             stats, eta, _ = self._stats(a, d)
             if subset is None:
-                theta, s = self._search(scores_on(stats, x32), n_in + 1, eta, ctx.generator, init=population,
-                                        meter=ctx.growth_meter)
+                theta, s = self._search(scores_on(stats, x32), n_in + 1, eta, ctx, init=population)
             else:  # search on a subset, choose and accept on the whole sample
                 theta, _ = self._search(scores_on(self._stats(a[subset], d[subset])[0], x32[subset]), n_in + 1,
-                                        eta, ctx.generator, init=population, meter=ctx.growth_meter)
+                                        eta, ctx, init=population)
                 with torch.no_grad():
                     s = scores_on(stats, x32)(theta)
             population = theta
@@ -320,12 +320,11 @@ class NaturalExpansionSelector(Selector):
         while width + len(weights) < cap and budget[0] >= cost:
             stats, eta, _ = self._stats(a, d, positions)
             if subset is None:
-                theta, s = self._search(scores_on(stats), n_in + 1, eta, ctx.generator, init=population,
-                                        meter=ctx.growth_meter)
+                theta, s = self._search(scores_on(stats), n_in + 1, eta, ctx, init=population)
             else:  # search on a subset of the examples (all their positions), choose on the whole sample
                 pair = (subset[:, None] * positions + torch.arange(positions)).reshape(-1)
                 theta, _ = self._search(scores_on(self._stats(a[pair], d[pair], positions)[0], subset), n_in + 1,
-                                        eta, ctx.generator, init=population, meter=ctx.growth_meter)
+                                        eta, ctx, init=population)
                 with torch.no_grad():
                     s = scores_on(stats)(theta)
             population = theta
@@ -373,7 +372,7 @@ class NaturalExpansionSelector(Selector):
                 z = (x @ (theta[:, :-1] * scale).T + theta[:, -1]).T  # (P, N)
                 return expansion_scores(stats, _depth_features(z))[0]
 
-            theta, s = self._search(score_fn, k + 1, eta, ctx.generator, meter=ctx.growth_meter)
+            theta, s = self._search(score_fn, k + 1, eta, ctx)
             top = _spread_basis(theta[:, :-1], s, k)
             if top is None:
                 log.info("SENN depth %s -> %s: the proposals give no well-conditioned basis; skipped", src, tgt)
