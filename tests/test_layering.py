@@ -16,9 +16,9 @@ PACKAGE = "selfexpand"
 
 _CORE = ["errors", "validators", "settings", "hooks", "_version", "catalog", "events", "spaces"]
 _GRAPH = ["", "activations", "conv", "conv_build", "counts", "export", "from_module", "fronts", "init", "modulators",
-          "network", "parts", "plain", "rational", "saving", "size_modulators", "size_nets", "spec"]
+          "network", "parts", "plain", "rational", "saving", "size_modulators", "size_nets", "sparse", "spec"]
 _OPS = ["", "channel_add", "channels", "checks", "compact", "conv_layers", "connection_edit", "donations", "edges",
-        "edit", "event", "layers", "optimizer_state", "split_units", "units"]
+        "edit", "event", "layers", "optimizer_state", "split_units", "storage", "units"]
 _DATA = ["", "base", "cifar", "idx", "registry", "senn_tasks", "synthetic", "tabular"]
 _REPORT = ["", "describe", "inactivity", "plots", "summary"]
 _STRATEGIES = ["", "base", "method", "registry", "topology", "unit_values", "helpers", "helpers.edge_pruning",

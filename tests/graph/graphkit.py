@@ -35,9 +35,13 @@ class Case:
     log: list = field(default_factory=list)
 
 
-def draw_case(data, *, modulators: bool = True, max_hidden: int = 3) -> Case:
+def draw_case(data, *, modulators: bool = True, max_hidden: int = 3, sparse: bool = False) -> Case:
     """A random MLP: 0..max_hidden hidden layers, widths 1..12, relu/tanh/identity per layer,
-    optionally gated hidden layers (factors in [0.5, 1.5], sometimes an exact 0)."""
+    optionally gated hidden layers (factors in [0.5, 1.5], sometimes an exact 0).
+
+    ``sparse``: the net's ``sparse_below`` is drawn from 0.4, 0.7, 1.0 and each connection keeps a
+    random 15-70 % of its edges (``prune_edges``, before the case's reference outputs exist), so that
+    sparse storage (``graph.sparse``) is chosen for some connections from the start."""
     n_hidden = data.draw(st.integers(0, max_hidden), label="n_hidden")
     widths = data.draw(st.lists(st.integers(1, 12), min_size=n_hidden + 2, max_size=n_hidden + 2),
                        label="widths")
@@ -62,7 +66,49 @@ def draw_case(data, *, modulators: bool = True, max_hidden: int = 3) -> Case:
         else torch.rand(batch, widths[0], generator=gen)
     case = Case(net, x, not signed_input, gen)
     case.log.append(f"mlp widths={widths} acts={acts} signed_input={signed_input}")
+    if sparse:
+        net.sparse_below = data.draw(st.sampled_from((0.4, 0.7, 1.0)), label="sparse_below")
+        keep = data.draw(st.floats(0.15, 0.7), label="kept fraction")
+        edges = {name: torch.nonzero(torch.rand(c.shape, generator=gen) >= keep, as_tuple=True)
+                 for name, c in net.connections.items()}
+        edges = {n: e for n, e in edges.items() if e[0].numel()}
+        if edges:
+            ops.prune_edges(net, edges)
+        case.log.append(f"sparse_below={net.sparse_below} kept~{keep:.2f} sparse={sparse_names(net)}")
     return case
+
+
+def sparse_names(net) -> list[str]:
+    return [name for name, c in net.connections.items() if c.sparse]
+
+
+def independent_counts(net) -> dict:
+    """The counts of DESIGN.md from raw tensors (gates, masks, a sparse connection's edge list, index
+    buffers), not via the code under test: live unit = factor != 0, live edge = mask != 0 (or listed)
+    between live units."""
+    alive = {}
+    for name, layer in net.layers.items():
+        if layer.modulator is None:
+            alive[name] = torch.ones(layer.size, dtype=torch.bool)
+        else:
+            alive[name] = (1.0 + layer.modulator.gate.detach()) != 0
+    weights = stored = 0
+    for c in net.connections.values():
+        rows = alive[c.target] if c.out_index is None else alive[c.target][c.out_index]
+        cols = alive[c.source] if c.in_index is None else alive[c.source][c.in_index]
+        if c.edge_index is not None:
+            mask = torch.zeros(len(rows), len(cols), dtype=torch.bool)
+            for r, col in c.edge_index.t().tolist():
+                mask[r, col] = True
+        else:
+            mask = torch.ones(c.weight.shape, dtype=torch.bool) if c.mask is None else c.mask != 0
+        weights += int((mask & rows[:, None] & cols[None, :]).sum())
+        stored += c.weight.numel()
+    biases = sum(int(alive[n].sum()) for n in net.order[1:])
+    stored += sum(net.layers[n].bias.numel() for n in net.order[1:])
+    gates = sum(l.modulator.gate.numel() for l in net.layers.values() if l.modulator is not None)
+    return {"params": weights + biases, "weights_active": weights, "stored_params": stored,
+            "front_params": 0, "control_params": gates}
 
 
 def nonneg(case, layer: str) -> bool:
@@ -165,14 +211,21 @@ def op_split_edges(case, data, optimizer=None):
     return event
 
 
+def dense_stored(net) -> int:
+    """``stored_params`` as if every connection were stored dense (a sparse one at its ``shape``):
+    what compaction shrinks, whichever storage the cut-over then chooses."""
+    return net.counts()["stored_params"] + sum(
+        c.shape[0] * c.shape[1] - c.weight.numel() for c in net.connections.values() if c.sparse)
+
+
 def check_compacted(net, stored_before: int) -> None:
     """After compaction: no stored row or column fully masked, no connection without a live edge,
-    and no more storage than before."""
+    and no more storage than before (``dense_stored``)."""
     for name, c in net.connections.items():
         live = c.live()
         assert bool(live.any(1).all()), f"{name}: a stored row is fully masked\n{live}"
         assert bool(live.any(0).all()), f"{name}: a stored column is fully masked\n{live}"
-    assert net.counts()["stored_params"] <= stored_before
+    assert dense_stored(net) <= stored_before
 
 
 def op_prune_compact(case, data, optimizer=None):
@@ -185,10 +238,10 @@ def op_prune_compact(case, data, optimizer=None):
     ops.prune_edges(net, _as_edges_arg(data, edges), optimizer=optimizer)
     for name, r, c in edges:
         conn = net.connections[name]
-        assert float(conn.mask[r, c]) == 0 and float(conn.weight.detach()[r, c]) == 0
+        assert not bool(conn.live()[r, c]) and float(conn.effective_weight().detach()[r, c]) == 0
     with torch.no_grad():
         pruned = net(case.x)
-    stored = net.counts()["stored_params"]
+    stored = dense_stored(net)
     event = ops.compact(net, optimizer=optimizer)
     check_compacted(net, stored)
     return event, pruned
@@ -196,7 +249,7 @@ def op_prune_compact(case, data, optimizer=None):
 
 def op_compact(case, data, optimizer=None):
     case.log.append("compact")
-    stored = case.net.counts()["stored_params"]
+    stored = dense_stored(case.net)
     event = ops.compact(case.net, optimizer=optimizer)
     check_compacted(case.net, stored)
     return event

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from graphkit import OPS, TOL, apply_op, draw_case, outputs
+from graphkit import OPS, TOL, apply_op, draw_case, independent_counts, outputs
 from selfexpand.graph import ExportedGraph, GrowableNet, UnitModulator
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -22,29 +22,6 @@ def grown_case(data, **kw):
     for kind in data.draw(st.lists(st.sampled_from(sorted(OPS)), max_size=5), label="ops"):
         apply_op(case, kind, data)
     return case
-
-
-def independent_counts(net) -> dict:
-    """The counts of DESIGN.md from raw tensors (gates, masks, index buffers), not via the code under
-    test: live unit = factor != 0, live edge = mask != 0 between live units."""
-    alive = {}
-    for name, layer in net.layers.items():
-        if layer.modulator is None:
-            alive[name] = torch.ones(layer.size, dtype=torch.bool)
-        else:
-            alive[name] = (1.0 + layer.modulator.gate.detach()) != 0
-    weights = stored = 0
-    for c in net.connections.values():
-        rows = alive[c.target] if c.out_index is None else alive[c.target][c.out_index]
-        cols = alive[c.source] if c.in_index is None else alive[c.source][c.in_index]
-        mask = torch.ones(c.weight.shape, dtype=torch.bool) if c.mask is None else c.mask != 0
-        weights += int((mask & rows[:, None] & cols[None, :]).sum())
-        stored += c.weight.numel()
-    biases = sum(int(alive[n].sum()) for n in net.order[1:])
-    stored += sum(net.layers[n].bias.numel() for n in net.order[1:])
-    gates = sum(l.modulator.gate.numel() for l in net.layers.values() if l.modulator is not None)
-    return {"params": weights + biases, "weights_active": weights, "stored_params": stored,
-            "front_params": 0, "control_params": gates}
 
 
 @SETTINGS
@@ -64,7 +41,7 @@ def test_export_of_random_grown_graphs(data):
     counts = net.counts()
     # the export stores live units only, but dense: masked entries between live units stay as zeros
     assert n_exported >= counts["params"]
-    if all(c.mask is None for c in net.connections.values()):
+    if all(c.full for c in net.connections.values()):
         assert n_exported == counts["params"], case.log
 
 

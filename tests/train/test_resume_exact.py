@@ -68,13 +68,18 @@ def assert_bitwise_equal(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
-@pytest.mark.parametrize("optimizer_name", ["adam", "adamw", "sgd", "rmsprop"])
-def test_core_resume_is_bitwise_identical(tmp_path, optimizer_name):
+@pytest.mark.parametrize("optimizer_name, sparse_below", [
+    ("adam", None), ("adamw", None), ("sgd", None), ("rmsprop", None), ("adam", 1.0), ("rmsprop", 1.0)])
+def test_core_resume_is_bitwise_identical(tmp_path, optimizer_name, sparse_below):
+    """``sparse_below=1.0``: every masked connection is stored sparse after each op (and dense within
+    it, ``ops.storage``), so the sequence converts storage both ways before the checkpoint."""
     data = toy_dataset(n=80, d=8, k=4, seed=1)
     k_steps, j_steps, m_steps = 5, 4, 6
 
     def start():
         net = GrowableNet.mlp([8, 4], seed=2)
+        if sparse_below is not None:
+            net.sparse_below = sparse_below
         optimizer = make_optimizer(optimizer_name, net.parameters(), lr=1e-2, weight_decay=1e-3)
         gen = torch.Generator().manual_seed(3)
         steps(net, optimizer, data, gen, k_steps)
@@ -102,7 +107,10 @@ def test_core_resume_is_bitwise_identical(tmp_path, optimizer_name):
 
     assert any(k.endswith("exp_avg_sq") or k.endswith("momentum_buffer") or k.endswith("square_avg")
                for k in resumed)
-    assert any(".mask" in k for k in resumed) and any("index" in k for k in resumed)
+    if sparse_below is None:
+        assert any(".mask" in k for k in resumed) and any("index" in k for k in resumed)
+    else:
+        assert any(".edge_index" in k for k in resumed) and not any(".mask" in k for k in resumed)
     assert_bitwise_equal(resumed, uninterrupted)
     # the comparison can fail: one more step changes the state
     steps(net, optimizer, data, gen, 1)
@@ -130,7 +138,12 @@ def final_state(run_dir) -> dict[str, torch.Tensor]:
     return state
 
 
-def test_run_resume_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("sparse_below", [None, 1.0])
+def test_run_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, sparse_below):
+    """``sparse_below=1.0`` (new networks' default patched; the spec carries it into the resume): every
+    masked connection is stored sparse between growth steps, converted at each one."""
+    if sparse_below is not None:
+        monkeypatch.setattr("selfexpand.graph.network.SPARSE_BELOW", sparse_below)
     e1, e2 = 3, 7
 
     def config(out, epochs):
@@ -151,5 +164,7 @@ def test_run_resume_equals_an_uninterrupted_run(tmp_path):
     assert (4, "prune_edges") in kinds and (6, "split_edges") in kinds
     assert resumed[:len(partial)] == partial
     assert resumed == uninterrupted
-    assert_bitwise_equal(final_state(first), final_state(fresh))
+    state = final_state(first)
+    assert_bitwise_equal(state, final_state(fresh))
     assert summary["epochs"] == fresh_summary["epochs"] == e2
+    assert any(k.endswith(".edge_index") for k in state) == (sparse_below is not None)

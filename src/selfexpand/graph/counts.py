@@ -3,8 +3,8 @@
 - ``params``: live weights + biases of live units + learnable activation coefficients. A unit whose
   modulator factor is 0 is not live, nor are the weights into or out of it. Every target uses this.
 - ``weights_active``: live weights only, eps edges included (the edge-expansion reference's count).
-- ``stored_params``: what memory holds for the graph: every weight entry (masked included), every bias,
-  every activation coefficient.
+- ``stored_params``: what memory holds for the graph: every weight entry (masked included; a sparse
+  connection stores only its live edges, ``graph.sparse``), every bias, every activation coefficient.
 - ``front_params``: the fixed front's parameters. ``control_params``: modulator parameters.
 
 Conv layers (``graph.conv``): a channel is a unit; every entry of a kernel ``(n_out, n_in, kh, kw)`` is
@@ -40,7 +40,7 @@ def count_params(net) -> dict[str, int]:
             per_entry = conn.weight.shape[2] * conn.weight.shape[3]
         elif conn.shape[1] != cols.numel():  # the flatten boundary: a column per channel and position
             cols = cols.repeat_interleave(conn.shape[1] // max(cols.numel(), 1))
-        if conn.mask is None:
+        if conn.full:
             weights_active += int(rows.sum()) * int(cols.sum()) * per_entry
         else:
             extra = (1,) * (conn.weight.dim() - 2)

@@ -29,7 +29,10 @@ def reinitialize(net, seed: int) -> None:
         bound = 1 / math.sqrt(fan_in)
         for c in incoming:
             w = (torch.rand(c.shape, generator=gen) * 2 - 1) * bound
-            c.weight.copy_(w.to(c.weight) * (1 if c.mask is None else c.mask))
+            if c.sparse:  # the same draw as its dense storage, live entries kept
+                c.weight.copy_(w.to(c.weight)[c.edge_index[0], c.edge_index[1]])
+            else:
+                c.weight.copy_(w.to(c.weight) * (1 if c.mask is None else c.mask))
             c.provisional = None
         layer = net.layers[name]
         layer.bias.copy_(((torch.rand(layer.size, generator=gen) * 2 - 1) * bound).to(layer.bias))

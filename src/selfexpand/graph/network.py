@@ -23,6 +23,7 @@ from .counts import count_params
 from .export import export_graph
 from .parts import Connection, Layer
 from .saving import load_net, save_net
+from .sparse import SPARSE_BELOW
 from .spec import graph_from_spec, graph_spec
 
 __all__ = ["GrowableNet"]
@@ -38,6 +39,10 @@ class GrowableNet(nn.Module):
         front_spec: plain JSON naming the front (see ``graph.spec.register_front``), for checkpoints.
         input_shape: ``(C, H, W)`` for an image input whose units are its ``C`` channels (then
             ``input_size == C``, no front; see ``graph.conv``); None (default): a flat input.
+
+    Attribute ``sparse_below`` (default ``graph.sparse.SPARSE_BELOW``, the measured cut-over): after
+    every op, a masked dense connection whose live fraction is below it is stored sparse
+    (``graph.sparse``); 0 keeps every connection dense. It is part of the spec.
     """
 
     def __init__(self, input_size: int, output_size: int, *, front: nn.Module | None = None,
@@ -60,6 +65,7 @@ class GrowableNet(nn.Module):
         self.layers["output"] = Layer(output_size, "identity")
         self.order: list[str] = ["input", "output"]
         self.next_id = 1
+        self.sparse_below = SPARSE_BELOW  # live fraction under which ops store a connection sparse
         self._plan: list = self._build_plan()
 
     # ------------------------------------------------------------------ construction
@@ -197,7 +203,8 @@ class GrowableNet(nn.Module):
             if conv:
                 acts[name] = conv_layer_forward(layer, incoming, acts)
                 continue
-            if len(incoming) == 1 and incoming[0].in_index is None and incoming[0].out_index is None:
+            if len(incoming) == 1 and incoming[0].in_index is None and incoming[0].out_index is None \
+                    and not incoming[0].sparse:
                 conn = incoming[0]
                 source = acts[conn.source]
                 if source.dim() > 2:  # the flatten boundary: channel-major, as nn.Flatten on NCHW

@@ -6,7 +6,9 @@ of them), holds a dense weight ``(n_rows, n_cols)`` and an optional 0/1 ``mask``
 adds into the target units ``out_index`` (or all of them). Masked entries are stored as 0 and never
 receive a gradient, so no optimizer moves them. An optional boolean ``provisional`` marks edges born
 with a negligible weight (edge expansion's eps edges) that pruning may later remove; it follows the
-weight through every resize, so it stays right after compaction.
+weight through every resize, so it stays right after compaction. A connection with few live edges is
+stored **sparse** instead (``graph.sparse``: ``weight`` holds only the live values, ``edge_index`` their
+rows and columns); ``shape``, ``live``, ``effective_weight`` and ``contribution`` mean the same for both.
 
 A layer may carry a boolean buffer ``grown`` marking its units added by growth during the run (the
 *new units* of DESIGN.md's glossary). It is None until growth first touches the layer (None: no unit
@@ -23,6 +25,8 @@ key: none, as in older specs).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +34,9 @@ from torch import nn
 from ..errors import ConfigError
 from .activations import make_activation
 from .modulators import UnitModulator
+from .sparse import edge_list_contribution
+
+_LAYOUTS = itertools.count()
 
 __all__ = ["Layer", "Connection", "norm_spec"]
 
@@ -140,7 +147,8 @@ class Layer(nn.Module):
 
 
 class Connection(nn.Module):
-    """A dense (optionally masked) weight from a subset of a source layer to a subset of a target."""
+    """A dense (optionally masked) weight from a subset of a source layer to a subset of a target, or
+    its live edges only (sparse storage: ``edge_index`` ``(2, n_edges)`` and a logical ``shape``)."""
 
     def __init__(
         self,
@@ -152,6 +160,8 @@ class Connection(nn.Module):
         out_index: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         provisional: torch.Tensor | None = None,
+        edge_index: torch.Tensor | None = None,
+        shape: tuple[int, int] | None = None,
     ):
         super().__init__()
         self.source = source
@@ -161,17 +171,48 @@ class Connection(nn.Module):
         self.register_buffer("out_index", None if out_index is None else out_index.long())
         self.register_buffer("mask", None if mask is None else mask.to(weight.dtype))
         self.register_buffer("provisional", None if provisional is None else provisional.bool())
+        if (edge_index is None) != (shape is None) or (edge_index is not None and mask is not None):
+            raise ConfigError("a sparse connection takes edge_index and shape together, and no mask")
+        self.register_buffer("edge_index", None if edge_index is None else edge_index.long())
+        self._sparse_shape = None if shape is None else tuple(int(n) for n in shape)
+        self.renew_layout()
+
+    def renew_layout(self) -> None:
+        """Mark that the weight's entries now mean other edges (an op resized it). Storage conversions
+        keep the layout: per-edge statistics stay valid across them (``EdgeStatistics``)."""
+        self.layout = next(_LAYOUTS)
+
+    @property
+    def sparse(self) -> bool:
+        """Whether only the live edges are stored (``graph.sparse``)."""
+        return self.edge_index is not None
+
+    @property
+    def full(self) -> bool:
+        """Whether every entry of ``shape`` is a live edge (dense storage, no mask)."""
+        return self.mask is None and self.edge_index is None
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.weight.shape)
+        return self._sparse_shape if self.edge_index is not None else tuple(self.weight.shape)
+
+    def scatter(self, values: torch.Tensor) -> torch.Tensor:
+        """A sparse connection's per-edge ``values`` ``(n_edges,)`` as ``shape`` (0 elsewhere);
+        differentiable."""
+        out = values.new_zeros(self.shape)
+        return out.index_put((self.edge_index[0], self.edge_index[1]), values)
 
     def effective_weight(self) -> torch.Tensor:
-        """``W * M`` (the mask also blocks the gradient of masked entries), or ``W``."""
+        """``W * M`` (the mask also blocks the gradient of masked entries), or ``W``; a sparse
+        connection's values scattered into ``shape``."""
+        if self.edge_index is not None:
+            return self.scatter(self.weight)
         return self.weight if self.mask is None else self.weight * self.mask
 
     def live(self) -> torch.Tensor:
         """Boolean ``(n_rows, n_cols)`` of live edges."""
+        if self.edge_index is not None:
+            return self.scatter(torch.ones_like(self.weight, dtype=torch.bool))
         if self.mask is None:
             return torch.ones(self.shape, dtype=torch.bool, device=self.weight.device)
         return self.mask != 0
@@ -191,6 +232,8 @@ class Connection(nn.Module):
     def contribution(self, x_source: torch.Tensor) -> torch.Tensor:
         """``x_source[:, in_index] @ (W * M).T`` of shape ``(batch, n_rows)``; a feature-map source
         ``(batch, C, H, W)`` is read as its selected channels flattened channel-major (``graph.conv``)."""
+        if self.edge_index is not None:
+            return edge_list_contribution(self, x_source)
         if self.in_index is not None:
             x_source = x_source.index_select(1, self.in_index)
         if x_source.dim() > 2:
@@ -205,4 +248,6 @@ class Connection(nn.Module):
             bits.append("out_index")
         if self.mask is not None:
             bits.append(f"live={int(self.mask.sum())}")
+        if self.edge_index is not None:
+            bits.append(f"sparse, live={self.weight.numel()}")
         return ", ".join(bits)

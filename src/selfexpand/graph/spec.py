@@ -8,7 +8,9 @@ every tensor (weights, biases, masks, index buffers, grown marks). This pair is 
 Conv graphs (``graph.conv``) add three keys, absent from dense specs: ``input_shape`` (``[C, H, W]``),
 a conv layer's ``conv`` (``batch_norm``, ``pool``, ``pool_size``, ``eps``, ``momentum``; its batch-norm
 statistics are in the state dict), a conv connection's ``stride`` and ``padding`` (its shape is 4-D), and
-a dense connection reading a subset of a feature map's channels its ``channels_read``. A conv layer's
+a dense connection reading a subset of a feature map's channels its ``channels_read``. A connection
+stored sparse (``graph.sparse``) adds ``edges`` (its number of live edges; ``shape`` stays the logical
+one), and a graph whose ``sparse_below`` is not the default writes it. A conv layer's
 ``conv`` holds ``affine`` / ``track_running_stats`` only where they are False.
 
 Keys absent from older specs, written only where they hold something: a dense layer's ``norm`` (its
@@ -29,6 +31,7 @@ from .activations import activation_spec, make_activation
 from .conv import ConvConnection, ConvLayer
 from .modulators import make_modulator
 from .parts import Connection, Layer, norm_spec
+from .sparse import SPARSE_BELOW
 
 __all__ = ["SPEC_FORMAT", "graph_spec", "graph_from_spec", "FRONTS", "register_front", "make_front"]
 
@@ -79,11 +82,15 @@ def graph_spec(net) -> dict:
             "masked": c.mask is not None,
             "provisional": c.provisional is not None,
         }
+        if c.sparse:
+            connections[name]["edges"] = int(c.weight.numel())
         if isinstance(c, ConvConnection):
             connections[name].update(stride=c.stride, padding=c.padding)
         elif c.in_index is not None and c.in_index.numel() != c.shape[1]:  # channels across a flatten
             connections[name]["channels_read"] = int(c.in_index.numel())
     extra = {} if getattr(net, "input_shape", None) is None else {"input_shape": list(net.input_shape)}
+    if net.sparse_below != SPARSE_BELOW:
+        extra["sparse_below"] = net.sparse_below
     return {
         **extra,
         "format": SPEC_FORMAT,
@@ -126,13 +133,19 @@ def graph_from_spec(spec: dict, state_dict: dict | None, graph_class):
             idx = torch.zeros(int(c.get("channels_read", cols)), dtype=torch.long) if c["in_index"] else None
             oidx = torch.zeros(rows, dtype=torch.long) if c["out_index"] else None
             mask = torch.ones(shape) if c["masked"] else None
-            prov = torch.zeros(shape, dtype=torch.bool) if c.get("provisional") else None
+            stored = shape
+            if "edges" in c:  # sparse storage (graph.sparse): the state dict brings values and edges
+                stored = [int(c["edges"])]
+            prov = torch.zeros(stored, dtype=torch.bool) if c.get("provisional") else None
             kw = dict(in_index=idx, out_index=oidx, mask=mask, provisional=prov)
+            if "edges" in c:
+                kw.update(edge_index=torch.zeros(2, stored[0], dtype=torch.long), shape=shape)
             if "stride" in c:
                 kw.update(stride=int(c["stride"]), padding=int(c["padding"]))
             kind = ConvConnection if len(shape) == 4 else Connection
-            net.connections[name] = kind(c["source"], c["target"], torch.zeros(shape), **kw)
+            net.connections[name] = kind(c["source"], c["target"], torch.zeros(stored), **kw)
         net.next_id = int(spec["next_id"])
+        net.sparse_below = float(spec.get("sparse_below", SPARSE_BELOW))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise

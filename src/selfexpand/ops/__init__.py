@@ -19,6 +19,10 @@ weight 1, bias 0, mean 0, variance 1), ``remove_channels``, ``split_channels`` (
 norm in training mode).
 
 ``remove_units``, ``prune_edges`` and ``compact`` take no values.
+
+Every op works on dense storage and, when it returns, stores sparse the connections below the
+network's ``sparse_below`` (``graph.sparse``): ``choose_storage(net, optimizer)`` makes that choice,
+``with dense_storage(net, optimizer):`` holds every connection dense for code of your own.
 """
 
 from .channels import add_channels, remove_channels, split_channels
@@ -29,10 +33,12 @@ from .event import GrowthEvent
 from .layers import identity_layer_values, insert_identity_layer, insert_layer
 from .optimizer_state import carry_state
 from .split_units import split_units
+from .storage import choose_storage, dense_storage
 from .units import add_units, remove_units
 
 __all__ = [
     "GrowthEvent", "add_units", "remove_units", "insert_layer", "insert_identity_layer",
     "identity_layer_values", "split_edges", "prune_edges", "compact", "carry_state", "split_units",
     "add_channels", "remove_channels", "split_channels", "insert_conv_layer", "identity_conv_values",
+    "choose_storage", "dense_storage",
 ]

@@ -17,6 +17,7 @@ from .checks import require_hidden, require_tensor
 from .connection_edit import column_sources, resize_connection
 from .edit import Edit, arange_with_new
 from .event import GrowthEvent
+from .storage import on_dense_storage
 
 __all__ = ["add_channels", "require_conv_layer"]
 
@@ -35,6 +36,7 @@ def _outgoing_shape(net, layer: str, c, n: int) -> tuple[int, ...]:
     return (c.shape[0], n * positions(net, layer))
 
 
+@on_dense_storage
 def add_channels(net, layer: str, n: int, *, incoming: dict[str, torch.Tensor] | None = None,
                  bias: torch.Tensor | None = None, outgoing: dict[str, torch.Tensor] | None = None,
                  optimizer=None, generator: torch.Generator | None = None) -> GrowthEvent:

@@ -19,11 +19,13 @@ from .checks import split_sources
 from .connection_edit import column_sources, resize_connection
 from .edit import Edit, arange_with_new
 from .event import GrowthEvent
+from .storage import on_dense_storage
 from .units import remove_units
 
 __all__ = ["add_channels", "remove_channels", "split_channels", "require_conv_layer"]
 
 
+@on_dense_storage
 def remove_channels(net, layer: str, channels, *, optimizer=None) -> GrowthEvent:
     """Remove ``channels`` (indices) of conv ``layer``: their kernels in and out, their columns in
     dense readers, their bias and batch-norm entries (:func:`selfexpand.ops.remove_units` on a conv
@@ -37,6 +39,7 @@ def remove_channels(net, layer: str, channels, *, optimizer=None) -> GrowthEvent
     return remove_units(net, layer, channels, optimizer=optimizer)
 
 
+@on_dense_storage
 def split_channels(net, layer: str, sources, *, noise: float = 0.0, optimizer=None,
                    generator: torch.Generator | None = None) -> GrowthEvent:
     """Net2Net's wider on a conv layer: append a copy of each channel of ``sources``.

@@ -15,11 +15,13 @@ import torch
 from .connection_edit import resize_connection
 from .edit import Edit
 from .event import GrowthEvent
+from .storage import on_dense_storage
 from .units import drop_units
 
 __all__ = ["compact"]
 
 
+@on_dense_storage
 def compact(net, *, optimizer=None) -> GrowthEvent:
     """Compact ``net`` in place (see the module docstring)."""
     edit = Edit(net, optimizer, "compact", "graph")

@@ -35,6 +35,7 @@ from .checks import require_connection, require_tensor
 from .edit import Edit
 from .event import GrowthEvent
 from .layers import _is_identity
+from .storage import on_dense_storage
 
 __all__ = ["insert_conv_layer", "identity_conv_values"]
 
@@ -59,6 +60,7 @@ def identity_conv_values(net, connection: str, *, kernel_size: int = 3, signed: 
     return {"channels": weight_in.shape[0], "weight_in": weight_in, "weight_out": weight_out, "mask_out": mask}
 
 
+@on_dense_storage
 def insert_conv_layer(net, connection: str, channels: int | None = None, *, kernel_size: int = 3,
                       weight_in: torch.Tensor | None = None, bias: torch.Tensor | None = None,
                       weight_out: torch.Tensor | None = None, activation="relu", batch_norm: bool = False,

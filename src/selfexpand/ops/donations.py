@@ -36,6 +36,7 @@ from ..validators import Number, Optional, number, positive_int
 from .checks import require_hidden
 from .event import GrowthEvent
 from .optimizer_state import carry_state
+from .storage import on_dense_storage
 
 __all__ = ["Donation", "DEFAULT_MAX_DONATION_ENTRIES", "check_donation_bound", "attach_donations",
            "bake_donations", "donated_modules"]
@@ -88,6 +89,7 @@ def donated_modules(net, layer: str) -> list[tuple[nn.Module, str]]:
     return out
 
 
+@on_dense_storage
 def attach_donations(net, layer: str, n_new: int, *, std: float = 1e-4, generator: torch.Generator | None = None,
                      optimizer=None, max_entries: int = DEFAULT_MAX_DONATION_ENTRIES,
                      lr_scale: float | None = None) -> list[nn.Parameter]:
@@ -137,6 +139,7 @@ def attach_donations(net, layer: str, n_new: int, *, std: float = 1e-4, generato
 
 
 @torch.no_grad()
+@on_dense_storage
 def bake_donations(net, layer: str, *, optimizer=None) -> GrowthEvent:
     """Write the effective (donated) values of ``layer`` into its weights and drop the donations.
 

@@ -22,6 +22,7 @@ from .checks import require_connection
 from .edit import Edit
 from .event import GrowthEvent
 from .optimizer_state import zero_first_moments
+from .storage import on_dense_storage
 
 __all__ = ["split_edges", "prune_edges", "normalize_edges"]
 
@@ -98,6 +99,7 @@ def normalize_edges(net, edges) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
             for n, r, c in items]
 
 
+@on_dense_storage
 def split_edges(net, edges, *, eps: float = 1e-8, signed: bool = False, activation="relu",
                 generator: torch.Generator | None = None, optimizer=None) -> GrowthEvent:
     """Split ``edges`` (all into one target layer) through one new layer; see the module docstring.
@@ -190,6 +192,7 @@ def split_edges(net, edges, *, eps: float = 1e-8, signed: bool = False, activati
                                 "edges_split": k})
 
 
+@on_dense_storage
 def prune_edges(net, edges, *, optimizer=None) -> GrowthEvent:
     """Mask ``edges`` (as :func:`normalize_edges` accepts); their weights become 0 and stay 0.
 

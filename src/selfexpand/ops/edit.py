@@ -41,6 +41,8 @@ class Edit:
         old = getattr(module, attr)
         new = nn.Parameter(value.detach(), requires_grad=old.requires_grad)
         setattr(module, attr, new)
+        if attr == "weight" and hasattr(module, "renew_layout"):  # a connection's entries now mean other edges
+            module.renew_layout()
         self.replaced.append((old, new, tuple(s.to(value.device) for s in sources)))
 
     def add_param(self, param: nn.Parameter, sibling: nn.Parameter | None) -> None:

@@ -16,10 +16,12 @@ from ..validators import positive_int
 from .checks import require_connection, require_tensor
 from .edit import Edit
 from .event import GrowthEvent
+from .storage import on_dense_storage
 
 __all__ = ["insert_layer", "insert_identity_layer", "identity_layer_values"]
 
 
+@on_dense_storage
 def insert_layer(net, connection: str, size: int | None = None, *, weight_in: torch.Tensor | None = None,
                  bias: torch.Tensor | None = None, weight_out: torch.Tensor | None = None, activation="relu",
                  mask_out: torch.Tensor | None = None, provisional_out: torch.Tensor | None = None,
@@ -138,6 +140,9 @@ def identity_layer_values(net, connection: str, *, signed: bool = False) -> dict
     eye = torch.eye(n_cols, device=conn.weight.device, dtype=conn.weight.dtype)
     w = conn.effective_weight().detach()
     mask, provisional = conn.mask, conn.provisional
+    if conn.sparse:  # the dense view of its live edges (graph.sparse)
+        mask = conn.live().to(w.dtype)
+        provisional = None if provisional is None else conn.scatter(provisional)
     if signed:
         eye, w = torch.cat([eye, -eye]), torch.cat([w, -w], 1)
         mask = None if mask is None else torch.cat([mask, mask], 1)
@@ -146,6 +151,7 @@ def identity_layer_values(net, connection: str, *, signed: bool = False) -> dict
             "weight_out": w, "mask_out": mask, "provisional_out": provisional}
 
 
+@on_dense_storage
 def insert_identity_layer(net, connection: str, *, signed: bool = False, activation="relu",
                           optimizer=None) -> GrowthEvent:
     """Insert an identity-initialised layer in place of ``connection`` (see :func:`identity_layer_values`)."""

@@ -2,7 +2,9 @@
 
 When a parameter is replaced by a resized one, its state is resized with it: old entries keep their
 state exactly, new entries start with first moment / momentum 0 and second moment equal to the mean of
-the tensor's existing second moments (0 if it had none); the step count is kept. Works for torch's
+the tensor's existing second moments (0 if it had none); the step count is kept. A connection whose
+storage changes (``graph.sparse``) keeps each live edge's state exactly; a masked entry it gains starts
+as a new one. Works for torch's
 SGD, Adam, AdamW and RMSprop (and any optimizer whose per-parameter state holds tensors shaped like
 the parameter plus scalars).
 """
@@ -24,9 +26,15 @@ def resize_like(old: torch.Tensor, sources: tuple[torch.Tensor, ...], fill: floa
 
     Args:
         old: the old tensor (1-D or 2-D).
-        sources: one index tensor per dimension, ``-1`` marking a new position.
+        sources: one 1-D index tensor per dimension, ``-1`` marking a new position; or one tensor of
+            the new shape holding each new entry's flat index into ``old`` (a storage change,
+            ``graph.sparse``: dense to sparse or back).
         fill: value of new entries.
     """
+    if len(sources) != old.dim() or sources[0].dim() != 1:
+        flat = sources[0]
+        padded = torch.cat([old.reshape(-1), old.new_full((1,), fill)])
+        return padded[torch.where(flat >= 0, flat, old.numel())]
     # One padding slot per dimension holds ``fill``; -1 sources point at it. ``index_select`` per
     # dimension is several times faster than 2-D advanced indexing on CPU.
     padded = old.new_full(tuple(n + 1 for n in old.shape), fill)

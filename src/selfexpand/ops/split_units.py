@@ -23,10 +23,12 @@ from .checks import require_hidden, split_sources
 from .connection_edit import resize_connection
 from .edit import Edit, arange_with_new
 from .event import GrowthEvent
+from .storage import on_dense_storage
 
 __all__ = ["split_units"]
 
 
+@on_dense_storage
 def split_units(net, layer: str, sources, *, noise: float = 0.0, generator: torch.Generator | None = None,
                 optimizer=None) -> GrowthEvent:
     """Append one copy of each unit of ``sources`` (indices into hidden ``layer``; repeats allowed).

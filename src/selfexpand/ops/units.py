@@ -20,10 +20,12 @@ from .checks import require_hidden, require_tensor
 from .connection_edit import resize_connection
 from .edit import Edit, arange_with_new
 from .event import GrowthEvent
+from .storage import on_dense_storage
 
 __all__ = ["add_units", "remove_units"]
 
 
+@on_dense_storage
 def add_units(net, layer: str, n: int, *, incoming: dict[str, torch.Tensor] | None = None,
               bias: torch.Tensor | None = None, outgoing: dict[str, torch.Tensor] | None = None,
               optimizer=None, generator: torch.Generator | None = None) -> GrowthEvent:
@@ -93,6 +95,7 @@ def _kaiming_rows(ins: dict, n: int, generator) -> dict[str, torch.Tensor]:
     return {name: (torch.rand(n, c.shape[1], generator=generator) * 2 - 1) * bound for name, c in ins.items()}
 
 
+@on_dense_storage
 def remove_units(net, layer: str, units, *, optimizer=None) -> GrowthEvent:
     """Remove ``units`` (indices) from hidden ``layer`` with their incoming and outgoing edges.
 

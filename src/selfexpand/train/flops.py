@@ -296,15 +296,15 @@ def _conv_positions(conn, spatial: dict) -> int:
 def _live_entries(conn, source_factor, target_factor) -> int:
     """Live entries of ``conn``: mask 1 and both units live (DESIGN.md counts)."""
     rows, cols = conn.shape[:2]
-    if conn.mask is None and source_factor is None and target_factor is None:
+    if (conn.full or conn.sparse) and source_factor is None and target_factor is None:
         return conn.weight.numel()
     live_rows = None if target_factor is None else target_factor[conn.target_units(target_factor.numel())] != 0
     live_cols = None if source_factor is None else source_factor[conn.source_units(source_factor.numel())] != 0
-    if conn.mask is None:
+    if conn.full:
         n_rows = rows if live_rows is None else int(live_rows.sum())
         n_cols = cols if live_cols is None else int(live_cols.sum())
         return n_rows * n_cols * (conn.weight.numel() // (rows * cols))
-    live = conn.mask != 0
+    live = conn.live()
     if live_rows is not None:
         live = live & live_rows[:, None].to(live.device)
     if live_cols is not None:

@@ -6,6 +6,7 @@ the hooks' ``on_grow_end``."""
 from __future__ import annotations
 
 from ..hooks import Hooks
+from ..ops.storage import dense_storage
 from ..strategies.method import GrowthMethod
 from .context import GrowthContext
 
@@ -22,7 +23,13 @@ def call_hooks(hooks: list[Hooks], hook: str, ctx, **kwargs) -> list:
 
 def grow(method: GrowthMethod, hooks: list[Hooks], ctx: GrowthContext, record: dict) -> tuple[list, str]:
     """The step's growth: ``(events, reason)``, ``reason`` the trigger's (``""`` without one). Sets
-    ``ctx.decision``."""
+    ``ctx.decision``. Hooks and strategy see every connection stored dense; sparse storage is chosen
+    again when the step ends (``ops.storage``)."""
+    with dense_storage(ctx.model, ctx.optimizer):
+        return _grow(method, hooks, ctx, record)
+
+
+def _grow(method: GrowthMethod, hooks: list[Hooks], ctx: GrowthContext, record: dict) -> tuple[list, str]:
     events = call_hooks(hooks, "on_validation_end", ctx, record=record)
     reason = ""
     if method.trigger is not None:

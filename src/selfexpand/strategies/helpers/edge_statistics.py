@@ -10,7 +10,8 @@ variance sums are taken around the first batch's value, so that a small spread i
 cancellation: with the weight metrics it is about the learning rate times the weight, far below
 float32's rounding of ``E[q^2] - E[q]^2`` taken on the raw values. No extra pass over the data is
 needed; only when the sums do not match the graph any more (a structural change since, or a resumed
-run) does :meth:`EdgeStatistics.scores` run one gradient pass to rebuild them.
+run; a change of storage, ``graph.sparse``, is not one: the sums are kept over each connection's
+logical shape) does :meth:`EdgeStatistics.scores` run one gradient pass to rebuild them.
 
 Metrics (per batch): ``abs_grad`` ``|dL/dw|`` (the reference's default), ``grad`` ``dL/dw`` (with
 ``variance``: the gradient variance), ``weight_sq`` ``w^2``, ``abs_weight`` ``|w|``.
@@ -33,10 +34,13 @@ AGGREGATIONS = ("mean", "variance")
 
 
 def _quantity(metric: str, conn) -> torch.Tensor:
+    """The per-edge quantity over ``conn.shape`` (a sparse connection's scattered, 0 off its edges)."""
     if metric in ("abs_grad", "grad"):
         g = conn.weight.grad
         if g is None:
             g = torch.zeros_like(conn.weight)
+        if conn.sparse:
+            g = conn.scatter(g)
         return g.abs() if metric == "abs_grad" else g
     w = conn.effective_weight().detach()
     return w * w if metric == "weight_sq" else w.abs()
@@ -69,8 +73,10 @@ class EdgeStatistics(GrowthPart):
         self._sums = {}
         self._shifts = {}
         for name in (list(model.connections) if self.track_all else self.tracked(model)):
-            w = model.connections[name].weight
-            self._sums[name] = (w, torch.zeros_like(w.detach()), torch.zeros_like(w.detach()))
+            conn = model.connections[name]
+            w = conn.weight.detach()
+            zeros = torch.zeros(conn.shape, dtype=w.dtype, device=w.device)
+            self._sums[name] = (conn.layout, zeros, zeros.clone())
         self._batches = 0
 
     @torch.no_grad()
@@ -88,7 +94,7 @@ class EdgeStatistics(GrowthPart):
 
     def _fresh(self, model, names: list[str]) -> bool:
         return self._batches > 0 and all(
-            name in self._sums and self._sums[name][0] is model.connections[name].weight for name in names)
+            name in self._sums and self._sums[name][0] == model.connections[name].layout for name in names)
 
     def scores(self, ctx, names: list[str]) -> dict[str, torch.Tensor]:
         """Aggregated score of every stored edge of connections ``names`` (masked edges included).
