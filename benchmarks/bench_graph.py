@@ -8,8 +8,9 @@
 3. An edge-expanded network (784 -> 10 direct, plus a split layer of 500 units reading 300 parents)
    against the dense MLP 784-H-10 of equal ``params``, before and after pruning the eps edges and
    compaction; other kernels are swapped in by replacing ``contribution`` on the benchmark's own
-   copies of a connection (no library file is changed), each checked against the library's output
-   and gradients first.
+   copies of a connection (no library file is changed), and the library's sparse storage
+   (``graph.sparse``) is chosen at two cut-overs, each checked against the library's masked dense
+   output and gradients first.
 4. ``torch.compile`` of the GrowableNet MLP 784-512-512-10: does it work, compile time, step gain.
 5. Conv training step: ``GrowableNet.cnn((3, 32, 32), [16, 32, 64], [], 10)`` (VGG-like: three blocks
    of conv 3x3, batch norm, ReLU, max pool 2, then Linear 1024-10) against its ``export()`` (an
@@ -331,39 +332,21 @@ def kernel_edge_list(conn) -> None:
     conn.contribution = types.MethodType(contribution, conn)
 
 
-class EdgeListConnection(nn.Module):
-    """Prototype of storage that follows the live edges: one ``(n_edges,)`` parameter of values.
-
-    Stands in for a very sparse ``Connection`` (``in_index`` names each edge's source unit, so the
-    graph takes its general path) with the edge-list kernel; Adam then steps only live values.
-    """
-
-    def __init__(self, conn):
-        super().__init__()
-        rows, cols = _live_coordinates(conn)
-        self.source, self.target, self.n_rows, self.mask = conn.source, conn.target, conn.shape[0], None
-        self.values = nn.Parameter(conn.weight.detach()[rows, cols].clone())
-        self.register_buffer("rows", rows)
-        self.register_buffer("in_index", cols if conn.in_index is None else conn.in_index[cols])
-        self.register_buffer("out_index", conn.out_index)
-        self.coordinates = (rows, cols)  # of each value in the replaced connection's weight
-
-    def contribution(self, x):
-        values = x.t().index_select(0, self.in_index) * self.values.unsqueeze(1)
-        return x.new_zeros(self.n_rows, x.shape[0]).index_add_(0, self.rows, values).t()
-
-
 def variant(net: GrowableNet, *pairs) -> GrowableNet:
-    """A copy of ``net``; for each ``(kernel, which)`` pair, connections ``which(net)`` get ``kernel``
-    (``EdgeListConnection`` replaces the connection itself)."""
+    """A copy of ``net``; for each ``(kernel, which)`` pair, connections ``which(net)`` get ``kernel``."""
     net = copy.deepcopy(net)
     for kernel, which in zip(pairs[::2], pairs[1::2]):
         for name in which(net):
-            if kernel is EdgeListConnection:
-                net.connections[name] = EdgeListConnection(net.connections[name])
-            else:
-                kernel(net.connections[name])
+            kernel(net.connections[name])
     net.invalidate()
+    return net
+
+
+def automatic_storage(net: GrowableNet, sparse_below: float) -> GrowableNet:
+    """A copy of ``net`` whose storage the library chose at ``sparse_below`` (``graph.sparse``)."""
+    net = copy.deepcopy(net)
+    net.sparse_below = sparse_below
+    ops.choose_storage(net)
     return net
 
 
@@ -423,9 +406,9 @@ def check_same(model, ref, x, y) -> dict:
         out = float((model(x) - ref(x)).abs().max())
     ref_params, grad = dict(ref.named_parameters()), 0.0
     for name, param in model.named_parameters():
-        if name.endswith(".values"):  # an EdgeListConnection: compare with the live entries
-            conn = model.connections[name.split(".")[1]]
-            expected = ref_params[name[:-len("values")] + "weight"].grad[conn.coordinates]
+        conn = model.connections[name.split(".")[1]] if name.startswith("connections.") else None
+        if conn is not None and conn.sparse:  # the library's sparse storage: compare with the live entries
+            expected = ref_params[name].grad[conn.edge_index[0], conn.edge_index[1]]
         else:
             expected = ref_params[name].grad
         grad = max(grad, float((param.grad - expected).abs().max()))
@@ -436,7 +419,7 @@ def check_same(model, ref, x, y) -> dict:
 
 def bench_edge_expansion(args) -> dict:
     base = expanded_net(args.seed)
-    after = pruned(base)
+    after = automatic_storage(pruned(base), 0.0)  # masked dense, as before the sparse kind: the reference
     params, params_after = base.counts()["params"], after.counts()["params"]
     h, h_after = equal_dense_width(params), equal_dense_width(params_after)
     dense, dense_after = f"dense 784-{h}-10", f"dense 784-{h_after}-10"
@@ -449,8 +432,8 @@ def bench_edge_expansion(args) -> dict:
         "pruned: edge list where density < 5%": variant(after, kernel_edge_list, very_sparse),
         "pruned: edge list where density < 5%, mask in backward elsewhere": variant(
             after, kernel_edge_list, very_sparse, kernel_mask_in_backward, masked_not_sparse),
-        "pruned: values-only edge storage where density < 5% (prototype)": variant(
-            after, EdgeListConnection, very_sparse),
+        "pruned: the library's storage choice (sparse below 3 %, the default)": automatic_storage(after, 0.03),
+        "pruned: the library's sparse storage below 5 %": automatic_storage(after, SPARSE_DENSITY),
         dense_after: dense_mlp([784, h_after, 10], args.seed),
     }
     x, y = random_batches(1, args.seed + 7)[0]

@@ -6,10 +6,12 @@ as ``tests/fixtures/edge_mnist_s0.safetensors``) against the dense MLP 784-H-10 
 2. *Step parts*: forward, backward and optimizer step of one batch, medians over ``--steps`` steps.
 3. *Profile*: ``torch.profiler`` over ``--profile-steps`` training steps of the grown network: the top
    operations by self CPU time and the number of aten calls per step (the dense MLP's beside it).
-4. *Sparse cut-over*: one connection's forward + backward + Adam step, masked dense storage against
-   values-only edge storage (one parameter of live values, an edge-list kernel: the prototype of
-   ``bench_graph.py``), over densities, for shapes of the fixture's connections; and the fixture's
-   connections' own live fractions.
+4. *Sparse cut-over*: one connection's forward + backward + Adam step, the library's masked dense
+   connection against the same connection stored sparse (``graph.sparse``: live values and an
+   edge-list kernel), over densities, for shapes of the fixture's connections; and the fixture's
+   connections' own live fractions. The cut-over ``graph.sparse.SPARSE_BELOW`` is chosen from it.
+5. *Storage choice*: the fixture's step with the automatic choice at the default cut-over and at
+   higher ``sparse_below`` (more of its connections sparse), with ``stored_params``.
 
 Usage::
 
@@ -28,10 +30,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from selfexpand.data import load_dataset
 from selfexpand.graph import GrowableNet
+from selfexpand.graph.parts import Connection
+from selfexpand.graph.sparse import SPARSE_BELOW, to_sparse
+from selfexpand.ops.storage import choose_storage
 from selfexpand.presets import resolve_config
 from selfexpand.train.trainer import make_optimizer
 
@@ -40,7 +44,7 @@ from bench_edge_mnist import dense_width, epoch_seconds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "edge_mnist_s0.safetensors"
-DENSITIES = (0.01, 0.03, 0.1, 0.2, 0.4)
+DENSITIES = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.4)
 SHAPES = ((332, 147, 784), (133, 42, 332), (70, 40, 133), (35, 14, 70))  # rows, columns read, source size
 
 
@@ -89,36 +93,33 @@ def profile_steps(model, x, y, steps: int, top: int) -> dict:
 
 
 def cutover(rows: int, cols: int, n_source: int, density: float, repeats: int, seed: int) -> dict:
-    """Microseconds of one connection's forward, backward and Adam step: masked dense against values-only."""
+    """Microseconds of one connection's forward, backward and Adam step: the library's masked dense
+    ``Connection`` against the same connection stored sparse (``graph.sparse``: values and edge list)."""
     gen = torch.Generator().manual_seed(seed)
     mask = (torch.rand(rows, cols, generator=gen) < density).float()
     weight = torch.randn(rows, cols, generator=gen) * mask
     in_index = torch.randperm(n_source, generator=gen)[:cols]
     x = torch.rand(256, n_source, generator=gen, requires_grad=True)
-    dense = nn.Parameter(weight.clone())
-    r, c = mask.nonzero(as_tuple=True)
-    values, columns = nn.Parameter(weight[r, c].clone()), in_index[c]
-    opt_dense, opt_values = make_optimizer("adam", [dense], 1e-3), make_optimizer("adam", [values], 1e-3)
+    masked = Connection("a", "b", weight.clone(), in_index=in_index, mask=mask)
+    sparse = Connection("a", "b", weight.clone(), in_index=in_index, mask=mask)
+    to_sparse(sparse)
+    opts = {"masked_dense": make_optimizer("adam", masked.parameters(), 1e-3),
+            "values_only": make_optimizer("adam", sparse.parameters(), 1e-3)}
 
-    def masked_dense():
-        opt_dense.zero_grad(set_to_none=True)
+    def step(conn, opt):
+        opt.zero_grad(set_to_none=True)
         x.grad = None
-        F.linear(x.index_select(1, in_index), dense * mask).sum().backward()
-        opt_dense.step()
+        conn.contribution(x).sum().backward()
+        opt.step()
 
-    def values_only():
-        opt_values.zero_grad(set_to_none=True)
-        x.grad = None
-        v = x.t().index_select(0, columns) * values.unsqueeze(1)
-        x.new_zeros(rows, x.shape[0]).index_add_(0, r, v).t().sum().backward()
-        opt_values.step()
-
-    times = {"masked_dense": [], "values_only": []}
-    for fn in (masked_dense, values_only):
+    runs = {"masked_dense": lambda: step(masked, opts["masked_dense"]),
+            "values_only": lambda: step(sparse, opts["values_only"])}
+    times = {name: [] for name in runs}
+    for fn in runs.values():
         for _ in range(10):
             fn()
     for k in range(repeats):
-        for name, fn in (("masked_dense", masked_dense), ("values_only", values_only))[::1 if k % 2 else -1]:
+        for name, fn in list(runs.items())[::1 if k % 2 else -1]:
             start = time.perf_counter()
             for _ in range(20):
                 fn()
@@ -126,6 +127,19 @@ def cutover(rows: int, cols: int, n_source: int, density: float, repeats: int, s
     out = {k: statistics.median(v) for k, v in times.items()}
     out["ratio"] = out["values_only"] / out["masked_dense"]
     return out
+
+
+def storage_rows(x, y, steps: int) -> list[dict]:
+    """The fixture's training step under each storage choice: the automatic one at the default cut-over
+    and at higher ``sparse_below`` (more connections sparse), with the counts."""
+    rows = []
+    for below in (SPARSE_BELOW, 0.2, 0.5, 1.0):
+        net = GrowableNet.load(FIXTURE)
+        net.sparse_below = below
+        sparse = choose_storage(net)
+        rows.append({"sparse_below": below, "sparse_connections": len(sparse),
+                     "stored_params": net.counts()["stored_params"], "step_ms": step_parts(net, x, y, steps)})
+    return rows
 
 
 def main(argv=None) -> int:
@@ -176,8 +190,12 @@ def main(argv=None) -> int:
             row = {"shape": [rows, cols], "n_source": n_source, "density": density,
                    **cutover(rows, cols, n_source, density, args.cutover_repeats, 0)}
             result["cutover"].append(row)
-            print(f"cut-over {rows}x{cols} at {density:.0%}: masked dense {row['masked_dense']:.0f} us, "
+            print(f"cut-over {rows}x{cols} at {density:.1%}: masked dense {row['masked_dense']:.0f} us, "
                   f"values-only {row['values_only']:.0f} us ({row['ratio']:.2f})")
+    result["storage"] = storage_rows(x, y, args.steps)
+    for row in result["storage"]:
+        print(f"storage, sparse_below {row['sparse_below']}: {row['sparse_connections']} sparse, "
+              f"{row['stored_params']:,} stored, step {row['step_ms']['step']:.2f} ms")
     result["load_after"] = os.getloadavg()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,10 @@ is below the network's ``sparse_below`` (default :data:`SPARSE_BELOW`) is stored
 one goes back to dense storage before any op edits the graph (``ops.storage``). The default is the
 cut-over measured on the MNIST edge preset's grown network (``benchmarks/bench_grown.py``, table in
 ``docs/benchmarks.md``, "Where a grown network's time goes"): one connection's forward, backward and
-Adam step at batch 256 with values-only storage over masked dense was 0.41-1.14x at 1 % live,
-0.84-1.15x at 3 % and 1.2-3.2x at 10 % on its four connection shapes. Below 3 % the sparse kernel is
-as fast or faster on every shape and stores far less; above it masked dense wins.
+Adam step at batch 256, sparse over masked dense storage, was 0.49-0.93x at 1 % live, 0.80-0.91x at
+2 %, 0.90-1.17x at 3 % and 1.02-2.19x at 5 % on four of its connection shapes (332 x 147 down to
+35 x 14). Below 3 % the sparse kernel is faster on every shape and stores far less; above it masked
+dense storage wins.
 
 Conversions here act on one connection in place (the module object stays, so references held by
 ops and strategies stay valid) and return the flat map an optimizer needs to carry each live edge's
@@ -34,11 +35,12 @@ SPARSE_BELOW = 0.03  # live fraction under which a connection is stored sparse (
 def edge_list_contribution(conn, x: torch.Tensor) -> torch.Tensor:
     """``y[:, r] += x[:, read(c)] * w`` over the edges of sparse ``conn``: ``(batch, n_rows)``.
 
-    Works on transposed activations so that ``index_select`` and ``index_add`` move whole rows."""
+    Batch-major (gather columns, scale, add into columns): below the cut-over it was as fast as the
+    transposed layout or up to 1.4x faster on the fixture's shapes, and slower only well above it."""
     rows, cols = conn.edge_index[0], conn.edge_index[1]
     read = cols if conn.in_index is None else conn.in_index.index_select(0, cols)
-    values = x.t().index_select(0, read) * conn.weight.unsqueeze(1)
-    return x.new_zeros(conn.shape[0], x.shape[0]).index_add_(0, rows, values).t()
+    values = x.index_select(1, read) * conn.weight
+    return x.new_zeros(x.shape[0], conn.shape[0]).index_add_(1, rows, values)
 
 
 def live_fraction(conn) -> float:
