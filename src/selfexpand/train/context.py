@@ -168,20 +168,21 @@ class GrowthContext:
     def mean_gradients(self, params: list[torch.nn.Parameter], *, model: torch.nn.Module | None = None,
                        batch_size: int | None = None) -> list[torch.Tensor]:
         """The gradients of the training set's mean loss with respect to ``params`` (float64, on the
-        CPU), from one :meth:`gradient_pass`: each batch's gradient weighted by its size."""
+        CPU), from one :meth:`gradient_pass`: each batch's gradient weighted by its size, summed on
+        the parameters' device (one copy to the host at the end, none per batch)."""
         n = self.data.x_train.shape[0]
         batch = batch_size or self.batch_size
-        totals = [torch.zeros(p.shape, dtype=torch.float64) for p in params]
+        totals = [torch.zeros(p.shape, dtype=torch.float64, device=p.device) for p in params]
         seen = [0]
 
         def on_batch():
             size = min(batch, n - seen[0])
             seen[0] += size
             for total, p in zip(totals, params):
-                total.add_(p.grad.detach().double().cpu() * size)
+                total.add_(p.grad.detach().double() * size)
 
         self.gradient_pass(on_batch, model=model, batch_size=batch)
-        return [total / max(n, 1) for total in totals]
+        return [(total / max(n, 1)).cpu() for total in totals]
 
     def train_epoch(self, model: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
                     *, params: Iterable[torch.nn.Parameter] | None = None,
