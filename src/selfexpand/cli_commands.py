@@ -14,7 +14,7 @@ from .cli_parser import UsageError, parse_sets
 __all__ = ["train", "resume", "inspect_run", "predict", "methods", "set_threads", "check_out"]
 
 _TRAIN_OPTIONS = ("method", "dataset", "target", "test_file", "task", "data_dir", "epochs", "batch_size", "lr",
-                  "seed", "val_fraction", "max_params", "grow_until", "device", "front")
+                  "seed", "val_fraction", "max_params", "grow_until", "device", "dtype", "front")
 
 
 def check_out(out) -> None:

@@ -127,6 +127,8 @@ def _add_train(sub) -> None:
     t.add_argument("--front", choices=catalog.FRONTS, default=None,
                    help="a fixed conv extractor before the growable layers (image datasets; default: none)")
     t.add_argument("--device", choices=["cpu", "cuda"], default=None, help="where to train (default: cpu)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="the floating-point type the model and data train in (default: float32)")
     t.add_argument("--threads", type=positive_int, metavar="N",
                    help="torch CPU threads (default: 1 for digits and tables, else torch's own)")
     t.add_argument("--twin-of", metavar="RUN_DIR", help="train the static twin of this finished run")

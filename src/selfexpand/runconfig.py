@@ -27,6 +27,9 @@ __all__ = ["RunConfig", "CONFIG_FILE", "TRAINING_FIELDS", "check_run_config", "r
 
 CONFIG_FILE = "config.yaml"
 
+#: the floating-point types a run trains in (``RunConfig.dtype``; float32 unless asked)
+DTYPES = ("float32", "float64")
+
 #: RunConfig fields that are training settings: config.yaml holds their resolved values
 TRAINING_FIELDS = ("epochs", "batch_size", "lr", "grow_until")
 
@@ -52,6 +55,7 @@ class RunConfig:
     max_params: int | None = None
     grow_until: float | None = None
     device: str = "cpu"
+    dtype: str = "float32"
     out: str | None = None
     settings: dict = field(default_factory=dict)
     twin_of: str | None = None
@@ -105,6 +109,8 @@ def check_run_config(config: RunConfig, where: str = "") -> None:
         bad("val_fraction", "a number in (0, 1)")
     if config.task is not None and config.task not in TASKS:
         bad("task", f"one of {list(TASKS)} or null")
+    if config.dtype not in DTYPES:
+        bad("dtype", f"one of {list(DTYPES)}")
     if not isinstance(config.settings, dict) or not all(isinstance(k, str) for k in config.settings):
         bad("settings", "a mapping of name: value")
 

@@ -61,6 +61,8 @@ def identity_config(config: RunConfig, settings: dict) -> dict:
            "seed": config.seed, "val_fraction": config.val_fraction, "max_params": config.max_params,
            "front": config.front, "twin_of": None if config.twin_of is None else str(config.twin_of),
            "settings": {**{k: v for k, v in settings.items() if k != "epochs"}, **dataset_settings(config)}}
+    if config.dtype != "float32":  # a run made before the setting existed trained in float32
+        out["dtype"] = config.dtype
     return json.loads(json.dumps(out))  # as run.json gives it back: tuples are lists
 
 

@@ -89,7 +89,7 @@ def run_trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: P
              saved_epoch: int | None = None) -> Trainer:
     # a run stored before a training setting existed runs with its default (grow_until 1, no growth_lr)
     trainer = Trainer.from_settings(method, settings, seed=config.seed, max_params=_budget(config, settings),
-                                    device=config.device)
+                                    device=config.device, dtype=config.dtype)
     # the recorders add to the epoch record, so they run before the writer stores it
     writer = RunWriter(run_dir, trainer, counts_start, identity, saved_epoch)
     trainer.callbacks = [InactivityRecorder(), SizeControlRecorder(), writer, *callbacks]

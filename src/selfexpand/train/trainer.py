@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import ConfigError
 from ..hooks import Hooks
 from ..strategies.method import GrowthMethod
 from ..validators import number, one_of
@@ -90,6 +91,9 @@ class Trainer:
             (:mod:`selfexpand.train.growth_lr`; off by default; when on, its hook runs before the parts').
         callbacks: :class:`Callback` instances.
         device: where to train.
+        dtype: the floating-point type to train in (``torch.float32`` / ``torch.float64`` or their
+            names): the model and the data's floating tensors are converted to it; None (default):
+            as the model and data are.
 
     Raises:
         ConfigError: a setting its declaration (:class:`TrainingSettings`) refuses.
@@ -100,7 +104,7 @@ class Trainer:
                  lr_schedule: str = "constant", seed: int = 0,
                  max_params: int | None = None, grow_until: float = 1.0, callbacks: list[Callback] | None = None,
                  device: str | torch.device = "cpu", growth_warmup: float = 0.0, new_lr_scale: float = 1.0,
-                 new_lr_span: float = 0.1):
+                 new_lr_span: float = 0.1, dtype: str | torch.dtype | None = None):
         checked = TrainingSettings(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                    weight_decay=weight_decay, lr_schedule=lr_schedule, max_params=max_params,
                                    grow_until=grow_until, growth_warmup=growth_warmup,
@@ -115,6 +119,7 @@ class Trainer:
         self.seed = seed
         self.callbacks = list(callbacks or [])
         self.device = torch.device(device)
+        self.dtype = _float_dtype(dtype)
         self.ctx: GrowthContext | None = None
         #: ``{"epoch": E, "reason": "non-finite training loss (nan)"}`` once training went wrong (else None)
         self.failure: dict | None = None
@@ -136,8 +141,8 @@ class Trainer:
             optimizer: resume with this optimizer (its state carried); default: a fresh one.
             state: :meth:`state_dict` of an earlier run, to continue exactly where it stopped.
         """
-        model = model.to(self.device)
-        data = _to_device(data, self.device)
+        model = model.to(self.device) if self.dtype is None else model.to(self.device, self.dtype)
+        data = _to_device(data, self.device, self.dtype)
         if optimizer is None:
             optimizer = make_optimizer(self.optimizer_name, model.parameters(), self.lr, self.weight_decay,
                                        task=data.task)
@@ -258,12 +263,25 @@ def _freeze_size_past_budget(ctx: GrowthContext) -> None:
             modulator.requires_grad_(False)
 
 
-def _to_device(data, device):
-    if data.x_train.device == device:
+def _float_dtype(dtype) -> torch.dtype | None:
+    if dtype is None:
+        return None
+    value = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if value not in (torch.float32, torch.float64):
+        raise ConfigError(f"dtype must be float32 or float64, got dtype={dtype!r}")
+    return value
+
+
+def _to_device(data, device, dtype: torch.dtype | None = None):
+    """``data`` on ``device``, its floating tensors (inputs, regression targets) in ``dtype`` if given."""
+    names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+    tensors = {k: getattr(data, k) for k in names}
+    if all(t.device == device and (dtype is None or not t.is_floating_point() or t.dtype == dtype)
+           for t in tensors.values()):
         return data
     import dataclasses
 
-    moved = {k: getattr(data, k).to(device) for k in
-             ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+    moved = {k: t.to(device, dtype) if dtype is not None and t.is_floating_point() else t.to(device)
+             for k, t in tensors.items()}
     return dataclasses.replace(data, **moved)
 
