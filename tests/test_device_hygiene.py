@@ -27,6 +27,10 @@ ALLOWED: dict[tuple[str, str], str] = {
         "one randperm per epoch",
     ("train/context.py", "return [(total / max(n, 1)).cpu() for total in totals]"):
         "once per gradient pass (a growth step's statistics), after the sums were taken on the device",
+    ("train/distributed.py", "return t.tolist()"):
+        "once per epoch on several ranks: the epoch's loss sum and example count, for its record",
+    ("train/distributed.py", "h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())"):
+        "once per growth step on several ranks: the digest that checks the ranks agree hashes on the host",
     ("strategies/initializers/natural_expansion.py", "w = conn.effective_weight().detach().double().cpu()"):
         _HOST64 + " (SENN's W B^-1 solve)",
     ("strategies/initializers/gradmax.py",

@@ -30,10 +30,10 @@ _STRATEGIES = ["", "base", "method", "registry", "topology", "unit_values", "hel
                "initializers.firefly", "initializers.firefly_conv", "initializers.gradmax", "initializers.gradmax_conv",
                "initializers.natural_expansion", "initializers.net2net", "initializers.new_units",
                "initializers.shared_weights"]
-_TRAIN = ["", "auxiliary", "callbacks", "context", "flops", "growth_lr", "growth_step", "history", "metrics",
+_TRAIN = ["", "auxiliary", "callbacks", "context", "distributed", "flops", "growth_lr", "growth_step", "history", "metrics",
           "natural_gradient", "progress", "recorders", "settings", "tensorboard", "trainer"]
 _PRESETS = ["", "baselines", "edge", "preset", "registry", "resolve", "senn", "size", "starts", "swe"]
-_RUNS = ["runs", "twins", "runconfig", "rundir", "runlock", "runchecks", "runwriter", "estimate", "sklearn",
+_RUNS = ["runs", "twins", "runconfig", "rundir", "rungroup", "runlock", "runchecks", "runwriter", "estimate", "sklearn",
          "lightning", "lightning_ckpt", "lightning_data"]
 _SWEEP = ["", "engine", "grid", "report", "runner"]
 _BENCH = ["", "front", "front_points", "jobs", "plots", "rows", "runner", "tables"]
@@ -57,7 +57,7 @@ LAYERS: dict[str, str] = {
     **{m: "presets" for m in _names("presets", _PRESETS)},
     **{m: "runs" for m in _names("", _RUNS) + _names("sweep", _SWEEP) + _names("bench", _BENCH)
                         + _names("search", _SEARCH)},
-    **{m: "cli" for m in _names("", ["cli", "cli_parser", "cli_commands", "cli_batch", "cli_output", "cli_search",
+    **{m: "cli" for m in _names("", ["cli", "cli_parser", "cli_commands", "cli_batch", "cli_output", "cli_search", "cli_launch",
                                      "__main__"])},
     PACKAGE: "package",
 }

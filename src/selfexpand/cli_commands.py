@@ -14,7 +14,7 @@ from .cli_parser import UsageError, parse_sets
 __all__ = ["train", "resume", "inspect_run", "predict", "methods", "set_threads", "check_out"]
 
 _TRAIN_OPTIONS = ("method", "dataset", "target", "test_file", "task", "data_dir", "epochs", "batch_size", "lr",
-                  "seed", "val_fraction", "max_params", "grow_until", "device", "dtype", "front")
+                  "seed", "val_fraction", "max_params", "grow_until", "device", "dtype", "nproc", "front")
 
 
 def check_out(out) -> None:
@@ -132,31 +132,54 @@ def _print_summary(summary: dict, run_dir) -> None:
 
 
 def train(args, argv) -> int:
+    from .cli_launch import environment_size, launch, worker_rank
     from .presets import method_names
     from .runs import train_run
 
     config = _config_from(args)
     if config.method not in method_names():
         raise UsageError(f"unknown method {config.method!r}; known methods: {', '.join(method_names())}")
+    if config.nproc > 1 and environment_size() == 1:  # start the workers, each runs this command
+        return launch(config.nproc, argv if argv[:1] == ["train"] else ["train", *argv])
     set_threads(args, small=_small_dataset(config.dataset))
-    run_dir, summary = train_run(config, callbacks=_progress(args), command=["selfexpand", *argv])
-    _print_summary(summary, run_dir)
+    run_dir, summary = train_run(config, callbacks=_progress(args) if worker_rank() == 0 else [],
+                                 command=["selfexpand", *argv])
+    if summary is not None:  # rank 0, or a single process
+        _print_summary(summary, run_dir)
     return 0
 
 
 def resume(args, argv) -> int:
+    from .cli_launch import environment_size, launch, worker_rank
     from .runs import resume_run
 
+    nproc = _run_nproc(args.run_dir)
+    if nproc > 1 and environment_size() == 1:  # a data-parallel run resumes on as many workers
+        return launch(nproc, argv)
     set_threads(args, small=_small_dataset(_run_dataset(args.run_dir)))
     try:
-        run_dir, summary = resume_run(args.run_dir, epochs=args.epochs, lr=args.lr, callbacks=_progress(args),
+        run_dir, summary = resume_run(args.run_dir, epochs=args.epochs, lr=args.lr, device=args.device,
+                                      callbacks=_progress(args) if worker_rank() == 0 else [],
                                       command=["selfexpand", *argv])
     except KeyboardInterrupt as exc:  # the directory is known even where the library did not say it
         if getattr(exc, "run_dir", None) is None:
             exc.run_dir = args.run_dir
         raise
-    _print_summary(summary, run_dir)
+    if summary is not None:
+        _print_summary(summary, run_dir)
     return 0
+
+
+def _run_nproc(run_dir: str) -> int:
+    """The ``nproc`` of a run directory's ``config.yaml`` (1 when absent or unreadable: resume reports it)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return 1
+    nproc = config.get("nproc", 1) if isinstance(config, dict) else 1
+    return nproc if isinstance(nproc, int) and not isinstance(nproc, bool) and nproc > 1 else 1
 
 
 def inspect_run(args, argv) -> int:

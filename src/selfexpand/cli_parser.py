@@ -129,6 +129,9 @@ def _add_train(sub) -> None:
     t.add_argument("--device", choices=["cpu", "cuda"], default=None, help="where to train (default: cpu)")
     t.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="the floating-point type the model and data train in (default: float32)")
+    t.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+                   help="train on N data-parallel processes of this machine (torchrun; gloo on the CPU, NCCL "
+                        "on CUDA); each takes a share of every batch (default: 1)")
     t.add_argument("--threads", type=positive_int, metavar="N",
                    help="torch CPU threads (default: 1 for digits and tables, else torch's own)")
     t.add_argument("--twin-of", metavar="RUN_DIR", help="train the static twin of this finished run")
@@ -148,6 +151,8 @@ def _add_runs(sub) -> None:
                    help="learning rate from here on, e.g. smaller after a stop at a non-finite loss (default: "
                         "the run's own)")
     r.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: as train)")
+    r.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="continue on this device (default: the run's own; recorded, not part of its identity)")
     r.add_argument("--tensorboard", metavar="DIR", default=None,
                    help="log to TensorBoard in DIR (the train run's DIR continues its curves; default: none)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -56,6 +56,7 @@ class RunConfig:
     grow_until: float | None = None
     device: str = "cpu"
     dtype: str = "float32"
+    nproc: int = 1
     out: str | None = None
     settings: dict = field(default_factory=dict)
     twin_of: str | None = None
@@ -111,6 +112,8 @@ def check_run_config(config: RunConfig, where: str = "") -> None:
         bad("task", f"one of {list(TASKS)} or null")
     if config.dtype not in DTYPES:
         bad("dtype", f"one of {list(DTYPES)}")
+    if not (_is_int(config.nproc) and config.nproc >= 1):
+        bad("nproc", "an integer >= 1")
     if not isinstance(config.settings, dict) or not all(isinstance(k, str) for k in config.settings):
         bad("settings", "a mapping of name: value")
 

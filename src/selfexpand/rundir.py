@@ -63,6 +63,8 @@ def identity_config(config: RunConfig, settings: dict) -> dict:
            "settings": {**{k: v for k, v in settings.items() if k != "epochs"}, **dataset_settings(config)}}
     if config.dtype != "float32":  # a run made before the setting existed trained in float32
         out["dtype"] = config.dtype
+    if config.nproc != 1:  # data-parallel ranks (train.distributed): a resume needs as many
+        out["nproc"] = config.nproc
     return json.loads(json.dumps(out))  # as run.json gives it back: tuples are lists
 
 

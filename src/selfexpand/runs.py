@@ -42,6 +42,7 @@ from .runconfig import CONFIG_FILE, RunConfig, check_run_config, read_config, ru
 from .estimate import check_start_fits
 from .rundir import (check_config, check_data, environment, new_identity, now, read_environment, read_json,
                      record_command, stamp, write_identity, write_json)
+from .rungroup import check_parallel, follower_trainer, join_group, leave_group
 from .runlock import RunLock
 from .runwriter import CHECKPOINT, CHECKPOINT_SECONDS, RunWriter, _budget
 from .runwriter import run_trainer as _trainer
@@ -68,6 +69,17 @@ def check_training(settings: dict, config: RunConfig) -> None:
     Raises:
         ConfigError: a bad device or ``--max-params`` (the settings passed their rules already).
     """
+    device = check_device(config)
+    Trainer.from_settings(None, settings, seed=config.seed, max_params=_budget(config, settings),
+                          device=device)  # checks the budget and every training setting
+
+
+def check_device(config: RunConfig) -> torch.device:
+    """``config.device`` as a ``torch.device``.
+
+    Raises:
+        ConfigError: not a CPU or CUDA device, or CUDA asked for where there is none.
+    """
     try:
         device = torch.device(config.device)
     except (RuntimeError, TypeError):
@@ -76,8 +88,7 @@ def check_training(settings: dict, config: RunConfig) -> None:
         raise ConfigError(f"device must be 'cpu' or 'cuda', got device={config.device!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={config.device!r} but CUDA is not available on this machine")
-    Trainer.from_settings(None, settings, seed=config.seed, max_params=_budget(config, settings),
-                          device=device)  # checks the budget and every training setting
+    return device
 
 
 def _load_data(config: RunConfig, settings: dict | None = None, data=None):
@@ -197,7 +208,8 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
             None). Default: loaded here.
 
     Returns:
-        ``(run_dir, summary)``.
+        ``(run_dir, summary)``; ``(None, None)`` on a data-parallel rank other than 0 (``rungroup``),
+        which writes nothing.
 
     Raises:
         ConfigError / DataError / ResourceError: a bad setting or dataset, or a start network that
@@ -211,12 +223,18 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
     else:
         method, method_name = build_method(config.method, settings), config.method
     check_training(settings, config)
+    parallel = join_group(config, adopt=True)
     data = _load_data(config, settings, data)
     if config.twin_of:
         model = twin_model(config.twin_of, config.seed)
     else:
         _check_fits(settings, data, config)
         model = build_start(config.method, settings, data, config.seed, config.front)
+    check_parallel(model, config)
+    if parallel is not None and not parallel.is_main:  # rank 0 writes the run directory
+        follower_trainer(method, settings, config, _budget(config, settings)).fit(model, data)
+        leave_group(parallel)
+        return None, None
     run_dir = _new_run_dir(config, data)
     with RunLock(run_dir), _naming(run_dir):
         identity = new_identity(config, settings, data)
@@ -228,22 +246,26 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
         warnings = start_warnings(method, model, data, _budget(config, settings), counts_start["params"])
         trainer = _trainer(method, settings, config, callbacks, run_dir, counts_start, identity=identity)
         result = trainer.fit(model, data)
-        return run_dir, _finish(run_dir, trainer, result, data, config, method_name, counts_start, identity,
-                                warnings)
+        summary = _finish(run_dir, trainer, result, data, config, method_name, counts_start, identity, warnings)
+    leave_group(parallel)
+    return run_dir, summary
 
 
 def resume_run(run_dir: str | Path, *, epochs: int | None = None, lr: float | None = None,
-               callbacks: list[Callback] = (), command: list[str] | None = None):
+               device: str | None = None, callbacks: list[Callback] = (), command: list[str] | None = None):
     """Continue a run from its last checkpoint until ``epochs`` in total (default: as configured).
 
     Args:
         epochs: the new total; not below the epochs already trained.
         lr: a new learning rate, only after the run stopped on a non-finite loss (recorded in
             ``run.json``'s ``changes``); otherwise it would change the run, and is refused.
+        device: continue on this device (``cpu``, ``cuda``, ``cuda:K``; default: the run's own), written
+            to ``config.yaml`` (a device is not part of a run's identity).
         command: recorded in ``environment.json`` (default ``sys.argv``).
 
     Returns:
-        ``(run_dir, summary)``; the run directory's files are updated in place.
+        ``(run_dir, summary)``; the run directory's files are updated in place; ``(None, None)`` on a
+        data-parallel rank other than 0.
 
     Raises:
         RunIdentityError: the checkpoint is another run's, ``config.yaml`` was edited in a setting that
@@ -256,12 +278,25 @@ def resume_run(run_dir: str | Path, *, epochs: int | None = None, lr: float | No
         raise DataError(f"{run_dir / CONFIG_FILE}: not found; is {run_dir} a run directory?")
     epochs = None if epochs is None else positive_int("epochs", epochs)
     lr = None if lr is None else number("lr", lr, 0, low_open=True)
-    with RunLock(run_dir), _naming(run_dir):
-        return _resume(run_dir, epochs, lr, callbacks, command)
+    config = read_config(run_dir)[0]
+    if device is not None:
+        config.device = device
+        check_device(config)
+    parallel = join_group(config, adopt=False)
+    if parallel is not None and not parallel.is_main:  # reads the run, writes nothing (rank 0 does)
+        result = _resume(run_dir, epochs, lr, device, callbacks, command, writes=False)
+    else:
+        with RunLock(run_dir), _naming(run_dir):
+            result = _resume(run_dir, epochs, lr, device, callbacks, command)
+    leave_group(parallel)
+    return result
 
 
-def _resume(run_dir: Path, epochs: int | None, lr: float | None, callbacks, command):
+def _resume(run_dir: Path, epochs: int | None, lr: float | None, device: str | None, callbacks, command, *,
+            writes: bool = True):
     config, stored = read_config(run_dir)
+    if device is not None:
+        config.device = device
     settings = dict(stored) if stored is not None else _in_file(run_settings, config, run_dir / CONFIG_FILE)
     identity = read_run_identity(run_dir)
     env = read_environment(run_dir)
@@ -293,17 +328,22 @@ def _resume(run_dir: Path, epochs: int | None, lr: float | None, callbacks, comm
     data = _load_data(config, settings)
     if identity is not None:
         check_data(identity, data, config)
+    state = dict(trainer_state)
+    state["generator"] = ckpt.tensors["generator"]
+    state["tensors"] = {k: v for k, v in ckpt.tensors.items() if k.startswith(("method.", "growth_lr."))}
+    restore_rng_state({k: v for k, v in ckpt.tensors.items() if k != "generator"})
+    if not writes:
+        follower_trainer(method, settings, config, _budget(config, settings)).fit(
+            ckpt.model, data, optimizer=ckpt.optimizer, state=state)
+        return None, None
+    if identity is not None:
         write_identity(run_dir, identity)
-    if stored is None:
+    if stored is None or device is not None:
         write_config(run_dir, config, settings)  # epochs, lr and device as they now are
     _repair_preprocessing(run_dir, data)
     record_command(run_dir, env, {"command": list(command or sys.argv), "time": now(), "resumed_from_epoch": done,
                              "epochs": settings["epochs"], "lr": lr, "threads": torch.get_num_threads(),
                              "device": config.device})
-    state = dict(trainer_state)
-    state["generator"] = ckpt.tensors["generator"]
-    state["tensors"] = {k: v for k, v in ckpt.tensors.items() if k.startswith(("method.", "growth_lr."))}
-    restore_rng_state({k: v for k, v in ckpt.tensors.items() if k != "generator"})
     counts_start = ckpt.extra["counts_start"]
     warnings = start_warnings(method, ckpt.model, data, _budget(config, settings), counts_start["params"])
     trainer = _trainer(method, settings, config, callbacks, run_dir, counts_start, identity=identity,

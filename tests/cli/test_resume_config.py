@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
-from clikit import read_history, read_summary, run_main, run_ok, write_classification_csv, write_regression_csv
+from clikit import (GROW_FAST, read_history, read_summary, run_main, run_ok, write_classification_csv,
+                    write_regression_csv)
 from selfexpand.checkpoint import load_checkpoint
 from selfexpand.errors import ConfigError
 from selfexpand.runs import RunConfig, predict_file, resume_run, train_run
@@ -132,3 +134,15 @@ def test_predict_file_refuses_probabilities_of_a_regression_run_and_task_is_reco
     assert abs(values.mean() - table[:, -1].mean()) < 3 * table[:, -1].std()  # the target's own unit
     with pytest.raises(ConfigError, match="task must be one of"):
         train_run(RunConfig(dataset=str(csv), target="y", task="ranking", epochs=1, out=str(tmp_path / "bad")))
+
+
+def test_resume_device_is_recorded_and_cuda_refused_where_there_is_none(tmp_path):
+    run = tmp_path / "run"
+    run_ok("train", "--epochs", "2", "--out", str(run), "--quiet", *GROW_FAST)
+    run_ok("resume", str(run), "--epochs", "3", "--device", "cpu", "--quiet")
+    assert yaml.safe_load((run / "config.yaml").read_text())["device"] == "cpu"
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal below is for machines without it")
+    status, _, err = run_main("resume", str(run), "--epochs", "4", "--device", "cuda", "--quiet")
+    assert status == 2 and "CUDA is not available" in err
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 3  # refused before any work

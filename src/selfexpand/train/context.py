@@ -60,6 +60,8 @@ class GrowthContext:
     decision: object = None
     stop_reasons: list[str] = field(default_factory=list)
     growth_meter: FlopMeter | None = field(default=None, repr=False)
+    #: the data-parallel group (``train.distributed``) when the run trains on several ranks, else None
+    parallel: object = field(default=None, repr=False)
     # (stored, live) training FLOPs of the model since the last epoch record (record_epoch stores them)
     _train_flops: list[int] = field(default_factory=lambda: [0, 0], init=False, repr=False)
 
@@ -201,6 +203,11 @@ class GrowthContext:
         An optimizer with ``needs_outputs`` (e.g. ``NaturalGradient``) gets the batch's outputs:
         ``backward`` keeps the graph and ``optimizer.set_outputs(outputs)`` precedes each step.
 
+        On several ranks (``parallel``), the context's model trains on this rank's shard of every
+        batch and its gradients are averaged over the ranks before ``after_backward`` (see
+        ``train.distributed``); a copy, or an optimizer with ``needs_outputs``, trains on whole batches
+        on every rank. The returned loss is the whole epoch's on every rank.
+
         FLOPs (``selfexpand.train.flops``, counted from the structure of a :class:`GrowableNet`
         under the epoch's ``requires_grad`` flags): training the context's model adds to the next
         epoch record's ``train_flops`` / ``live_train_flops``; training another model (a copy) during
@@ -221,14 +228,21 @@ class GrowthContext:
         breakdown = flop_breakdown(model) if counted else None
         solver = [0, 0]  # the natural gradient's CG products (stored, live)
         measure_step = counted and needs_outputs and model.front is not None
+        split = self.parallel if model is self.model and not needs_outputs else None
         try:
             with self._meter_paused(model):
                 for xb, yb in self.train_batches():
+                    share = 1.0
+                    if split is not None:
+                        xb, yb, share = split.shard(xb, yb)
                     optimizer.zero_grad(set_to_none=True)
                     out = model(xb)
-                    loss = self.loss_fn(out, yb)
+                    loss = self.loss_fn(out, yb) if xb.shape[0] else out.sum() * 0  # an empty shard adds 0
                     extra = auxiliary_loss(model, terms)
-                    (loss if extra is None else loss + extra).backward(retain_graph=needs_outputs)
+                    objective = loss if split is None else loss * share
+                    (objective if extra is None else objective + extra).backward(retain_graph=needs_outputs)
+                    if split is not None:
+                        split.average_gradients(model.parameters())
                     if after_backward is not None:
                         after_backward()
                     if needs_outputs:
@@ -250,6 +264,9 @@ class GrowthContext:
             for p in frozen:
                 p.requires_grad_(True)
             optimizer.zero_grad(set_to_none=True)
+        if split is not None:  # the epoch's loss and examples over every rank
+            total, count = split.sum(float(total), count)
+            count = int(count)
         if counted:
             stored, live = breakdown.train
             stored, live = stored * count + solver[0], live * count + solver[1]

@@ -29,6 +29,7 @@ from ..validators import number, one_of
 from . import growth_step
 from .callbacks import Callback
 from .context import GrowthContext
+from .distributed import from_environment
 from .flops import FLOP_KEYS, FlopMeter, warm_up
 from .growth_lr import GrowthLR
 from .history import History
@@ -150,7 +151,8 @@ class Trainer:
         ctx = GrowthContext(model=model, optimizer=optimizer, loss_fn=task_loss(data.task), data=data,
                             batch_size=self.batch_size, generator=generator, device=self.device,
                             max_params=self.max_params, metric_name=task_metric(data.task),
-                            epochs_total=self.epochs, grow_until=self.grow_until)
+                            epochs_total=self.epochs, grow_until=self.grow_until,
+                            parallel=from_environment(self.device))
         self.ctx, self.failure = ctx, None
         spent = {"train": 0.0, "growth": 0.0}
         self._spent = spent
@@ -185,6 +187,8 @@ class Trainer:
         else:
             growth_seconds = self._grow(ctx, hooks, record, n_records)
             self._fail(ctx, [r for r in ctx.history.records[n_records:] if r["type"] == "epoch"])
+        if ctx.parallel is not None:  # the ranks decided alike: the same network and optimizer state
+            ctx.parallel.check_same(ctx.model, ctx.optimizer, f"epoch {ctx.epoch} and its growth step")
         for key in FLOP_KEYS:  # run totals (saved with the trainer's state): this epoch, integration epochs included
             spent[key] = spent.get(key, 0) + sum(r.get(key, 0) for r in [record, *ctx.history.records[n_records:]]
                                                  if r["type"] == "epoch")
