@@ -20,7 +20,9 @@ the whole batch (the same step as one process, no speed-up).
 
 The process group is made from torchrun's environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...):
 gloo on the CPU, NCCL on CUDA, with a timeout of :data:`TIMEOUT_S` seconds so that a rank left alone
-by a dead one stops with an error instead of waiting forever.
+by a dead one stops with an error instead of waiting forever (under torchrun the others are stopped at
+once: its agent ends every worker when one fails). It is long enough for rank 0's own work while the
+others wait: a checkpoint written, the test set evaluated and the run's files written at the end.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from ..errors import ConfigError
 
 __all__ = ["DataParallel", "from_environment", "TIMEOUT_S", "environment_size"]
 
-TIMEOUT_S = 60
+TIMEOUT_S = 300
 
 
 def environment_size() -> int:
