@@ -8,6 +8,7 @@ fails or is killed, torchrun stops the others and this process says which rank s
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .train.distributed import environment_size
@@ -17,8 +18,6 @@ __all__ = ["launch", "worker_rank", "environment_size"]
 
 def worker_rank() -> int:
     """``RANK`` of a torchrun worker (0 outside one)."""
-    import os
-
     try:
         return int(os.environ.get("RANK", "0"))
     except ValueError:
