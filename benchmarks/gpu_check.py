@@ -27,7 +27,8 @@ from safetensors.torch import load_file
 from selfexpand.presets import method_names
 from selfexpand.runs import RunConfig, train_run
 
-EDGE = {"min_gap": 1, "window": 1, "plateau_threshold": 100, "prune_after": 1, "max_new": 20}
+# ``python benchmarks/gpu_check.py`` puts benchmarks/ first on sys.path: edge's settings that grow every epoch
+from bench_distributed import EDGE
 
 
 def _run(method: str, device: str, dtype: str, epochs: int, out: Path) -> tuple[dict, list[dict]]:

@@ -33,7 +33,7 @@ _STRATEGIES = ["", "base", "method", "registry", "topology", "unit_values", "hel
 _TRAIN = ["", "auxiliary", "callbacks", "context", "distributed", "flops", "growth_lr", "growth_step", "history", "metrics",
           "natural_gradient", "progress", "recorders", "settings", "tensorboard", "trainer"]
 _PRESETS = ["", "baselines", "edge", "preset", "registry", "resolve", "senn", "size", "starts", "swe"]
-_RUNS = ["runs", "twins", "runconfig", "rundir", "rungroup", "runlock", "runchecks", "runwriter", "estimate", "sklearn",
+_RUNS = ["runs", "twins", "runconfig", "rundir", "rungroup", "runlock", "runuse", "runchecks", "runwriter", "estimate", "sklearn",
          "lightning", "lightning_ckpt", "lightning_data"]
 _SWEEP = ["", "engine", "grid", "report", "runner"]
 _BENCH = ["", "front", "front_points", "jobs", "plots", "rows", "runner", "tables"]

@@ -23,7 +23,7 @@ _EXPORTS = {
     "load_dataset": "data", "Dataset": "data",
     "method_names": "presets", "resolve_config": "presets", "build_method": "presets",
     "register_method": "presets", "Preset": "presets",
-    "RunConfig": "runs", "train_run": "runs", "resume_run": "runs", "load_run": "runs", "predict_file": "runs",
+    "RunConfig": "runs", "train_run": "runs", "resume_run": "runs", "load_run": "runuse", "predict_file": "runuse",
 }
 
 __all__ = ["__version__", *_EXPORTS]

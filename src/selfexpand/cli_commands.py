@@ -93,15 +93,20 @@ def _small_dataset(dataset) -> bool:
     return str(dataset) == "digits" or str(dataset).lower().endswith((".csv", ".npz"))
 
 
-def _run_dataset(run_dir: str):
-    """The dataset of a run directory's ``config.yaml`` (None when unreadable: resume reports it)."""
+def _run_config_value(run_dir: str, key: str):
+    """``key`` of a run directory's ``config.yaml`` (None when absent or unreadable: resume reports it)."""
     import yaml
 
     try:
         config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
     except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8 text
         return None
-    return config.get("dataset") if isinstance(config, dict) else None
+    return config.get(key) if isinstance(config, dict) else None
+
+
+def _run_dataset(run_dir: str):
+    """The dataset of a run directory (None when unreadable)."""
+    return _run_config_value(run_dir, "dataset")
 
 
 def _progress(args) -> list:
@@ -171,14 +176,8 @@ def resume(args, argv) -> int:
 
 
 def _run_nproc(run_dir: str) -> int:
-    """The ``nproc`` of a run directory's ``config.yaml`` (1 when absent or unreadable: resume reports it)."""
-    import yaml
-
-    try:
-        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    except (OSError, ValueError, yaml.YAMLError):
-        return 1
-    nproc = config.get("nproc", 1) if isinstance(config, dict) else 1
+    """The ``nproc`` a run directory was made with (1 when absent or unreadable)."""
+    nproc = _run_config_value(run_dir, "nproc")
     return nproc if isinstance(nproc, int) and not isinstance(nproc, bool) and nproc > 1 else 1
 
 

@@ -2,7 +2,7 @@
 
 Every rank runs the same run: the same configuration, data, start network and generator. Rank 0
 writes the run directory (holding its lock) exactly as a single process does; the other ranks write
-nothing: they train alongside (``train.distributed``), their callbacks left out. ``nproc`` is part
+nothing: they train alongside (``train.distributed``) with ``runwriter.config_trainer``, no callbacks. ``nproc`` is part
 of the run's identity: a resume needs as many ranks.
 """
 
@@ -13,9 +13,8 @@ import torch
 from .errors import ConfigError
 from .runconfig import RunConfig
 from .train.distributed import DataParallel, environment_size, from_environment
-from .train.trainer import Trainer
 
-__all__ = ["join_group", "check_parallel", "follower_trainer", "leave_group"]
+__all__ = ["join_group", "check_parallel", "leave_group"]
 
 
 def join_group(config: RunConfig, *, adopt: bool) -> DataParallel | None:
@@ -58,9 +57,3 @@ def check_parallel(model, config: RunConfig) -> None:
     if normed:
         raise ConfigError(f"nproc={config.nproc}: layers {normed} use batch norm, whose statistics would be each "
                           "rank's own (synchronised batch norm is not implemented); train on one process")
-
-
-def follower_trainer(method, settings: dict, config: RunConfig, budget) -> Trainer:
-    """The trainer of a rank other than 0: the run's settings, no callbacks (it writes nothing)."""
-    return Trainer.from_settings(method, settings, seed=config.seed, max_params=budget, device=config.device,
-                                 dtype=config.dtype)

@@ -1,4 +1,5 @@
-"""Runs on disk: train into a run directory, resume it, load it, predict with it, make its twin.
+"""Runs on disk: train into a run directory, resume it, make its twin (loading a finished run and
+predicting with it: :mod:`selfexpand.runuse`, re-exported here).
 
 A run directory holds ``config.yaml`` (the resolved configuration, a valid ``train --config``),
 ``run.json`` (the run's id, identity-defining configuration and data fingerprint:
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import sys
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (check_run_stamp, load_checkpoint, load_run_file, read_run_identity, restore_rng_state,
+from .checkpoint import (check_run_stamp, load_checkpoint, read_run_identity, restore_rng_state,
                          save_checkpoint)
-from .data import dataset_options, decode_labels, decode_targets, load_dataset, preprocess_features, read_features_file
+from .data import dataset_options, decode_targets, load_dataset
 from .data.base import as_images
-from .errors import CheckpointError, ConfigError, DataError, RunIdentityError, TrainingStopped
+from .errors import CheckpointError, ConfigError, DataError, TrainingStopped
 from .presets import build_method, build_start, resolve_config
 from .report.inactivity import inactivity
 from .report.plots import plot_growth
@@ -42,9 +42,10 @@ from .runconfig import CONFIG_FILE, RunConfig, check_run_config, read_config, ru
 from .estimate import check_start_fits
 from .rundir import (check_config, check_data, environment, new_identity, now, read_environment, read_json,
                      record_command, stamp, write_identity, write_json)
-from .rungroup import check_parallel, follower_trainer, join_group, leave_group
+from .rungroup import check_parallel, join_group, leave_group
 from .runlock import RunLock
-from .runwriter import CHECKPOINT, CHECKPOINT_SECONDS, RunWriter, _budget
+from .runuse import load_run, predict_file
+from .runwriter import CHECKPOINT, CHECKPOINT_SECONDS, RunWriter, _budget, config_trainer
 from .runwriter import run_trainer as _trainer
 from .train.callbacks import Callback
 from .train.history import to_json
@@ -232,7 +233,7 @@ def train_run(config: RunConfig, *, callbacks: list[Callback] = (), command: lis
         model = build_start(config.method, settings, data, config.seed, config.front)
     check_parallel(model, config)
     if parallel is not None and not parallel.is_main:  # rank 0 writes the run directory
-        follower_trainer(method, settings, config, _budget(config, settings)).fit(model, data)
+        config_trainer(method, settings, config).fit(model, data)
         leave_group(parallel)
         return None, None
     run_dir = _new_run_dir(config, data)
@@ -333,8 +334,7 @@ def _resume(run_dir: Path, epochs: int | None, lr: float | None, device: str | N
     state["tensors"] = {k: v for k, v in ckpt.tensors.items() if k.startswith(("method.", "growth_lr."))}
     restore_rng_state({k: v for k, v in ckpt.tensors.items() if k != "generator"})
     if not writes:
-        follower_trainer(method, settings, config, _budget(config, settings)).fit(
-            ckpt.model, data, optimizer=ckpt.optimizer, state=state)
+        config_trainer(method, settings, config).fit(ckpt.model, data, optimizer=ckpt.optimizer, state=state)
         return None, None
     if identity is not None:
         write_identity(run_dir, identity)
@@ -393,65 +393,6 @@ def _repair_preprocessing(run_dir: Path, data) -> None:
     if not ok:
         log.warning("%s was missing or damaged; it is written again from the run's data", path)
         write_json(path, _preprocessing(data))
-
-
-def load_run(run_dir: str | Path):
-    """The final model of a finished run and its preprocessing: ``(model, preprocessing)``.
-
-    ``preprocessing`` is the dict that :func:`selfexpand.data.preprocess_features` takes (the
-    ``"preprocessing"`` entry of ``preprocessing.json``): task, input shape, standardisation,
-    class labels. ``model(preprocess_features(preprocessing, raw))`` is what ``predict`` uses (for a
-    regression on standardised targets, mapped back by ``selfexpand.data.decode_targets``).
-
-    Raises:
-        CheckpointError / DataError: a missing or damaged file; RunIdentityError: ``model.safetensors``
-            or ``preprocessing.json`` is not the run's own.
-    """
-    run_dir = Path(run_dir)
-    identity = read_run_identity(run_dir)
-    model = load_run_file(run_dir, "model.safetensors", identity=identity).model
-    model.eval()
-    path = run_dir / "preprocessing.json"
-    stored = read_json(path)
-    prep = stored.get("preprocessing") if isinstance(stored, dict) else None
-    if not isinstance(prep, dict) or prep.get("task") not in ("classification", "regression") or \
-            not isinstance(prep.get("input_shape"), list):
-        raise DataError(f"{path}: not a run's preprocessing (an object with a preprocessing entry: task, "
-                        f"input_shape, ...)")
-    expected = ((identity or {}).get("data") or {}).get("preprocessing")
-    if expected is not None and hashlib.sha256(to_json(prep, sort_keys=True).encode()).hexdigest() != expected:
-        raise RunIdentityError(f"{path}: not the preprocessing the run was trained with (changed since, or "
-                               f"copied from another run)")
-    return model, prep
-
-
-@torch.no_grad()
-def predict_file(run_dir: str | Path, path: str | Path, *, proba: bool = False):
-    """Predictions of a finished run for the rows of a CSV / NPZ file.
-
-    Args:
-        proba: also return each row's class probabilities (softmax of the outputs; classification).
-
-    Returns:
-        Without ``proba``: the decoded labels (classification) or the outputs in the target's unit, a
-        list of lists (regression). With ``proba``: ``(labels, probabilities, class_names)``,
-        ``probabilities[i][k]`` the probability of class ``class_names[k]`` for row ``i``.
-
-    Raises:
-        ConfigError: ``proba`` for a regression run.
-    """
-    model, prep = load_run(run_dir)
-    if proba and prep["task"] != "classification":
-        raise ConfigError(f"probabilities are for classification runs; {run_dir} is a {prep['task']} run")
-    raw = read_features_file(path, prep)
-    out = model(preprocess_features(prep, raw))
-    if prep["task"] == "classification":
-        labels = decode_labels(prep, out.argmax(1).numpy())
-        if not proba:
-            return labels
-        names = decode_labels(prep, list(range(out.shape[1])))
-        return labels, torch.softmax(out.double(), 1).tolist(), names
-    return decode_targets(prep, out).numpy().tolist()
 
 
 # ---------------------------------------------------------------------- internals

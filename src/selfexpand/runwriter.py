@@ -84,12 +84,18 @@ class RunWriter(Callback):
         self.last_save, self.saved_epoch = time.perf_counter(), ctx.epoch
 
 
+def config_trainer(method, settings: dict, config: RunConfig) -> Trainer:
+    """The trainer of a run's settings and configuration, with no callbacks (a data-parallel rank other
+    than 0 trains with it as it is: it writes nothing)."""
+    # a run stored before a training setting existed runs with its default (grow_until 1, no growth_lr)
+    return Trainer.from_settings(method, settings, seed=config.seed, max_params=_budget(config, settings),
+                                 device=config.device, dtype=config.dtype)
+
+
 def run_trainer(method, settings: dict, config: RunConfig, callbacks, run_dir: Path,
              counts_start: dict | None = None, *, identity: dict | None = None,
              saved_epoch: int | None = None) -> Trainer:
-    # a run stored before a training setting existed runs with its default (grow_until 1, no growth_lr)
-    trainer = Trainer.from_settings(method, settings, seed=config.seed, max_params=_budget(config, settings),
-                                    device=config.device, dtype=config.dtype)
+    trainer = config_trainer(method, settings, config)
     # the recorders add to the epoch record, so they run before the writer stores it
     writer = RunWriter(run_dir, trainer, counts_start, identity, saved_epoch)
     trainer.callbacks = [InactivityRecorder(), SizeControlRecorder(), writer, *callbacks]

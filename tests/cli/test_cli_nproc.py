@@ -180,35 +180,42 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _diverge(rank: int, port: int, what: str) -> None:
+def _diverge(rank: int, port: int, what: str, out: str) -> None:
+    """Rank ``rank`` of 2: check equal states, then (rank 1) move one entry by one ulp and check again;
+    each rank writes what the two checks said into ``out/<rank>.json``."""
     from selfexpand.graph import GrowableNet
     from selfexpand.train.distributed import DataParallel
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
+    said = []
     try:
         net = GrowableNet.mlp([4, 3, 2], seed=0)
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
         net(torch.ones(2, 4)).sum().backward()
         optimizer.step()
         group = DataParallel(rank, 2)
-        group.check_same(net, optimizer, "the same steps")  # equal: passes
-        if rank == 1:  # one entry moved by one ulp
-            tensor = next(net.parameters()).data if what == "model" else \
-                optimizer.state[next(net.parameters())]["exp_avg_sq"]
-            entry = tensor.view(-1)[:1]
-            entry.copy_(torch.nextafter(entry, entry + 1))
-        try:
-            group.check_same(net, optimizer, "a planted divergence")
-        except RuntimeError as exc:
-            assert "ranks [1] hold another model or optimizer state" in str(exc)
-        else:
-            raise AssertionError("a divergence was not caught")
+        for planted in (False, True):
+            if planted and rank == 1:  # one entry moved by one ulp
+                tensor = next(net.parameters()).data if what == "model" else \
+                    optimizer.state[next(net.parameters())]["exp_avg_sq"]
+                entry = tensor.view(-1)[:1]
+                entry.copy_(torch.nextafter(entry, entry + 1))
+            try:
+                group.check_same(net, optimizer, "a planted divergence" if planted else "the same steps")
+                said.append(None)
+            except RuntimeError as exc:
+                said.append(str(exc))
         dist.barrier()  # neither rank closes the group while the other still uses it
     finally:
         dist.destroy_process_group()
+        Path(out, f"{rank}.json").write_text(json.dumps(said))
 
 
 @pytest.mark.parametrize("what", ["model", "optimizer"])
-def test_diverged_ranks_are_caught(what):
-    mp.spawn(_diverge, args=(_free_port(), what), nprocs=2, join=True)
+def test_diverged_ranks_are_caught(tmp_path, what):
+    mp.spawn(_diverge, args=(_free_port(), what, str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        equal, planted = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert equal is None  # the same states pass
+        assert "ranks [1] hold another model or optimizer state than rank 0 after a planted divergence" in planted

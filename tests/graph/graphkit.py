@@ -98,8 +98,7 @@ def independent_counts(net) -> dict:
         cols = alive[c.source] if c.in_index is None else alive[c.source][c.in_index]
         if c.edge_index is not None:
             mask = torch.zeros(len(rows), len(cols), dtype=torch.bool)
-            for r, col in c.edge_index.t().tolist():
-                mask[r, col] = True
+            mask[c.edge_index[0], c.edge_index[1]] = True
         else:
             mask = torch.ones(c.weight.shape, dtype=torch.bool) if c.mask is None else c.mask != 0
         weights += int((mask & rows[:, None] & cols[None, :]).sum())

@@ -46,27 +46,26 @@ def choose_storage(net, optimizer=None) -> list[str]:
     inside a :func:`dense_storage` scope."""
     if _DEPTH.get(net, 0):
         return []
-    replaced = []
     below = float(getattr(net, "sparse_below", 0.0))
     candidates = set(sparse_candidates(net))
-    for name, conn in net.connections.items():
-        if conn.sparse and (name not in candidates or conn.weight.numel() >= below * conn.shape[0] * conn.shape[1]):
-            old, sources = to_dense(conn)
-            replaced.append((old, conn.weight, (sources,)))
-        elif not conn.sparse and name in candidates and conn.mask is not None and live_fraction(conn) < below:
-            old, sources = to_sparse(conn)
-            replaced.append((old, conn.weight, (sources,)))
-    if replaced:
-        carry_state(optimizer, replaced)
-        net.invalidate()
+
+    def sparse(name, conn) -> bool:
+        if name not in candidates:
+            return False
+        if conn.sparse:
+            return conn.weight.numel() < below * conn.shape[0] * conn.shape[1]
+        return conn.mask is not None and live_fraction(conn) < below
+
+    _convert(net, optimizer, sparse)
     return [name for name, c in net.connections.items() if c.sparse]
 
 
-def _all_dense(net, optimizer) -> None:
+def _convert(net, optimizer, sparse) -> None:
+    """Store each connection as ``sparse(name, conn)`` says; carry ``optimizer``'s state."""
     replaced = []
-    for conn in net.connections.values():
-        if conn.sparse:
-            old, sources = to_dense(conn)
+    for name, conn in net.connections.items():
+        if sparse(name, conn) != conn.sparse:
+            old, sources = to_sparse(conn) if not conn.sparse else to_dense(conn)
             replaced.append((old, conn.weight, (sources,)))
     if replaced:
         carry_state(optimizer, replaced)
@@ -79,7 +78,7 @@ def dense_storage(net, optimizer=None):
     storage is chosen again (:func:`choose_storage`). ``optimizer``'s state follows both ways."""
     depth = _DEPTH.get(net, 0)
     if depth == 0:
-        _all_dense(net, optimizer)
+        _convert(net, optimizer, lambda name, conn: False)
     _DEPTH[net] = depth + 1
     try:
         yield net
